@@ -1,0 +1,64 @@
+"""Command line: python -m helpers {data fetch | data check | sweep | report | bench}."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from .config import StudyError, data_root
+
+
+def _data(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers data")
+    sub = parser.add_subparsers(dest="action", required=True)
+    fetch = sub.add_parser("fetch", help="download the real data from the manifests and verify every file")
+    fetch.add_argument("--root", default=None, help="where to put it (default: $STUDY_DATA, else data/)")
+    fetch.add_argument("--workers", type=int, default=4)
+    check = sub.add_parser("check", help="decode the whole data root and report counts and failures")
+    check.add_argument("--spec", default="animals", help="dataset YAML: a name in params/datasets/ or a path")
+    check.add_argument("--root", default=None)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--strict", action="store_true", help="fail on the first file that cannot be used")
+    args = parser.parse_args(argv)
+    if args.action == "fetch":
+        from pathlib import Path
+
+        from .fetch import fetch_data
+        report = fetch_data(Path(args.root) if args.root else data_root(), workers=args.workers)
+        print(json.dumps(report, indent=1))
+        return 0
+    from .data import describe, format_report, load_dataset
+    with warnings.catch_warnings():
+        if args.json:  # the failures are in the JSON; keep stdout machine-readable
+            warnings.simplefilter("ignore")
+        summary = describe(load_dataset(args.spec, args.root, strict=args.strict, progress=not args.json))
+    print(json.dumps(summary, indent=1) if args.json else format_report(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"data": _data}
+    try:
+        from . import sweeps
+        commands["sweep"] = sweeps.main
+    except ImportError:
+        pass
+    for name, module in (("report", "reporting"), ("bench", "bench")):
+        try:
+            commands[name] = __import__(f"helpers.{module}", fromlist=["main"]).main
+        except ImportError:
+            pass
+    if not argv or argv[0] not in commands:
+        print(f"usage: python -m helpers {{{' | '.join(commands)}}} ...", file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](argv[1:]) or 0
+    except StudyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

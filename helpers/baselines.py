@@ -1,0 +1,76 @@
+"""Notebook 02's core: supervised unimodal baselines, late fusion, and the ImageNet image model."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .experiments import (embed_all, evaluate_embeddings, evaluate_probas, imagenet_features, make_record,
+                          nuisance_audits, prepare_study, train_classifier)
+
+AUDIO_KINDS = ("audio_wave", "audio_mel")
+
+
+def run_baselines(params: dict | None = None, run_dir: Path | None = None) -> tuple[dict, dict]:
+    """Train and evaluate every baseline; return (record, models). Saves encoder weights in run_dir."""
+    study = prepare_study(params)
+    rows, details, history, models = [], {}, {}, {}
+    for kind in ("image",) + AUDIO_KINDS:
+        models[kind], h = train_classifier(study, kind)
+        history[kind] = h.as_dict()
+        modality = "image" if kind == "image" else "audio"
+        r, d = evaluate_probas(study, kind, "supervised", {modality: models[kind]})
+        rows += r
+        details |= d
+    # Late fusion: the image CNN with the audio front-end that scored better on validation (never on test).
+    best_audio = max(AUDIO_KINDS, key=lambda k: max(history[k]["val_score"]))
+    r, d = evaluate_probas(study, "late_fusion", "supervised", {"audio": models[best_audio], "image": models["image"]})
+    rows += [row for row in r if row["view"] == "fused"]
+    details |= {k: v for k, v in d.items() if k.endswith("/fused")}
+
+    # ImageNet EfficientNet-Lite0: linear probe on frozen features, alone and fused with the audio encoder.
+    t0 = time.perf_counter()
+    feats = imagenet_features(study)
+    Z_image = {"train": feats["train"], "val": feats["val"],
+               "test_sets": {k.split("/", 1)[1]: (v, study.test_sets("image")[k.split("/", 1)[1]][1])
+                             for k, v in feats.items() if k.startswith("test_sets/")}}
+    audio_encoder = models[best_audio].encoder
+    Z_audio = embed_all(study, {"audio": audio_encoder})["audio"]
+    r, d = evaluate_embeddings(study, "imagenet", Z={"audio": Z_audio, "image": Z_image}, protocols=("linear_probe",))
+    rows += [row for row in r if row["view"] in ("image", "fused")]
+    details |= d
+    study.timings["imagenet_s"] = round(time.perf_counter() - t0, 2)
+
+    record = make_record(study, "02_baselines", rows, details, history=history, best_audio=best_audio,
+                         audits=nuisance_audits(study))
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for kind, model in models.items():
+            torch.save(model.encoder.state_dict(), run_dir / f"{kind}_encoder.pt")
+    return record, models
+
+
+def headline(record: dict, test_set: str = "test") -> "pd.DataFrame":  # noqa: F821
+    """Accuracy and macro-F1 of every method and view on one test set, as a table."""
+    import pandas as pd
+
+    df = pd.DataFrame(record["results"])
+    df = df[df["test_set"] == test_set]
+    return df.pivot_table(index=["method", "protocol"], columns="view", values=["accuracy", "macro_f1"]).round(3)
+
+
+def counterfactual_drops(record: dict) -> "pd.DataFrame":  # noqa: F821
+    """Accuracy on each counterfactual test set minus accuracy on the plain test split."""
+    import pandas as pd
+
+    df = pd.DataFrame(record["results"])
+    df = df[df["protocol"].isin(["supervised", "linear_probe", "knn", "finetune"])]
+    plain = df[df["test_set"] == "test"].set_index(["method", "protocol", "view"])["accuracy"]
+    cf = df[~df["test_set"].isin(["test", "external"])].copy()
+    cf["plain"] = [plain.get((m, p, v), np.nan) for m, p, v in zip(cf["method"], cf["protocol"], cf["view"])]
+    cf["drop"] = cf["accuracy"] - cf["plain"]
+    return cf[["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]].reset_index(drop=True)
+

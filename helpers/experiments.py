@@ -1,0 +1,365 @@
+"""The study's building blocks, shared by every notebook: one data preparation, one evaluation protocol.
+
+A notebook calls `prepare_study(params)`, trains what it studies, hands its models to
+`evaluate_probas` / `evaluate_embeddings` / `evaluate_cross_modal`, and writes `make_record(...)`.
+Every result is a row {method, protocol, view, test_set, accuracy, macro_f1, ...}, so records
+from all notebooks compare key for key and `python -m helpers report` can stack them.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import evaluation as ev
+from . import shortcuts
+from .config import StudyError, cache_dir, validate_params
+from .data import PairedDataset, audio_windows, images_float, load_dataset, load_spec
+from .models import Classifier, ImageNetFeatures, make_encoder
+from .splits import Split, fixed_test_pairs, inject_label_noise, make_split
+from .training import History, fit, predict, resolve_device, seed_everything
+
+# Scientific parameters first (what the study varies), then nuisance ones (fixed, or chosen on validation).
+DEFAULTS = dict(
+    dataset="animals", fraction=0.8, noise=0.0, noise_kind="symmetric", seed=0, probe_noise=False,
+    epochs=10, lr=2e-3, batch_size=64, embed_dim=128, image_size=64, sample_rate=16000, clip_seconds=2.0,
+    lowpass_hz=0, normalize_loudness=True, random_crop=True, augment=True,
+    device="auto", external_data="", progress=True,
+)
+MODALITIES = ("audio", "image")
+
+
+def study_params(params: dict | None = None, extra: dict | None = None) -> dict:
+    """DEFAULTS updated with `params`; unknown names and out-of-range values fail here, before any work."""
+    allowed = {**DEFAULTS, **(extra or {}), "run_dir": ""}
+    full = {**DEFAULTS, **(extra or {}), **(params or {})}
+    validate_params(full, allowed=allowed)
+    if full["sample_rate"] not in (8000, 16000, 22050):
+        raise StudyError(f"parameter sample_rate={full['sample_rate']} must be 8000, 16000 or 22050")
+    if not 0.25 <= full["clip_seconds"] <= 4.0:
+        raise StudyError(f"parameter clip_seconds={full['clip_seconds']} must be in [0.25, 4]")
+    if full["lowpass_hz"] and not 500 <= full["lowpass_hz"] < full["sample_rate"] / 2:
+        raise StudyError(f"parameter lowpass_hz={full['lowpass_hz']} must be 0 (off) or in [500, sample_rate/2)")
+    return full
+
+
+@functools.lru_cache(maxsize=4)
+def _load(dataset: str, sample_rate: int, image_size: int, progress: bool, root: str | None = None) -> PairedDataset:
+    return load_dataset(dataset, root, sample_rate=sample_rate, image_size=image_size, progress=progress)
+
+
+@dataclass
+class Study:
+    """The data of one run: splits, (noisy) training labels, fixed test pairs, and batch makers."""
+    params: dict
+    data: PairedDataset
+    device: torch.device
+    split: dict[str, Split]                 # per modality, indices into data.audio / data.image
+    y_train: dict[str, np.ndarray]          # per modality, labels for all items, noisy on train+val
+    noise_achieved: dict[str, float]
+    test_pairs: np.ndarray                  # image index paired with each audio test index
+    generator: torch.Generator
+    external: PairedDataset | None = None
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.spec.num_classes
+
+    @property
+    def classes(self) -> list[str]:
+        return self.data.classes
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.params["clip_seconds"] * self.params["sample_rate"]))
+
+    def labels(self, modality: str, part: str, noisy: bool = True) -> np.ndarray:
+        """Labels of a split part; noisy ones for training parts unless noisy=False."""
+        idx = getattr(self.split[modality], part)
+        source = self.y_train[modality] if noisy and part != "test" else getattr(self.data, modality).y
+        return source[idx]
+
+    # ---- model inputs ----------------------------------------------------------------------
+    def audio_ready(self, X: torch.Tensor) -> torch.Tensor:
+        """The audio pipeline after windowing: optional common bandwidth, loudness normalisation."""
+        if self.params["lowpass_hz"]:
+            X = shortcuts.lowpass(X, self.params["sample_rate"], self.params["lowpass_hz"])
+        if self.params["normalize_loudness"]:
+            X = shortcuts.normalise_loudness(X)
+        return X
+
+    def audio(self, idx, train: bool = False, source: PairedDataset | None = None) -> torch.Tensor:
+        buffers = (source or self.data).audio.X[torch.as_tensor(idx)]
+        gen = self.generator if train and self.params["random_crop"] else None
+        return self.audio_ready(audio_windows(buffers, self.clip_samples, gen))
+
+    def image(self, idx, train: bool = False, source: PairedDataset | None = None) -> torch.Tensor:
+        X = images_float((source or self.data).image.X[torch.as_tensor(idx)])
+        if train and self.params["augment"]:
+            X = shortcuts.augment_images(X, self.generator)
+        return X
+
+    def inputs(self, modality: str, idx, train: bool = False) -> torch.Tensor:
+        return (self.audio if modality == "audio" else self.image)(idx, train)
+
+    def test_sets(self, modality: str) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+        """Plain test split, its counterfactual versions, and the external data if any: name -> (X, y)."""
+        idx = self.split[modality].test
+        y = getattr(self.data, modality).y[idx]
+        if modality == "audio":
+            raw = audio_windows(self.data.audio.X[torch.as_tensor(idx)], self.clip_samples)
+            sr = self.params["sample_rate"]
+            sets = {"test": (self.audio_ready(raw), y)}
+            for name, fn in shortcuts.AUDIO_COUNTERFACTUALS.items():
+                sets[name] = (self.audio_ready(fn(raw, sr)), y)
+        else:
+            raw = self.data.image.X[torch.as_tensor(idx)]
+            sets = {"test": (images_float(raw), y)}
+            for name, fn in shortcuts.IMAGE_COUNTERFACTUALS.items():
+                sets[name] = (images_float(fn(raw)), y)
+        if self.external is not None:
+            ext = getattr(self.external, modality)
+            known = np.flatnonzero(ext.y >= 0)
+            if len(known):
+                X = self.audio(known, source=self.external) if modality == "audio" else self.image(known, source=self.external)
+                sets["external"] = (X, ext.y[known])
+        return sets
+
+
+def prepare_study(params: dict | None = None, extra: dict | None = None) -> Study:
+    """Validate parameters, load (cached) data, split, inject label noise, fix the test pairs."""
+    p = study_params(params, extra)
+    t0 = time.perf_counter()
+    data = _load(p["dataset"], p["sample_rate"], p["image_size"], p["progress"])
+    load_seconds = time.perf_counter() - t0
+    generator = seed_everything(p["seed"])
+    spec = data.spec
+    confusable = {spec.classes.index(a): spec.classes.index(b) for a, b in spec.confusable.items()}
+    split, y_train, achieved = {}, {}, {}
+    for m in MODALITIES:
+        mod = getattr(data, m)
+        split[m] = make_split(mod.y, spec.num_classes, p["fraction"], p["seed"],
+                              test_fraction=spec.test_fraction, split_seed=spec.split_seed)
+        trainval = np.concatenate([split[m].train, split[m].val])
+        noisy, achieved[m] = inject_label_noise(mod.y[trainval], p["noise"], p["noise_kind"], spec.num_classes,
+                                                p["seed"] + (0 if m == "audio" else 1), confusable)
+        y_train[m] = mod.y.copy()
+        y_train[m][trainval] = noisy
+    test_pairs = fixed_test_pairs(data.audio.y[split["audio"].test], data.image.y[split["image"].test],
+                                  spec.split_seed)
+    external = _load_external(p, data) if p["external_data"] else None
+    return Study(p, data, resolve_device(p["device"]), split, y_train, achieved,
+                 split["image"].test[test_pairs], generator, external, {"load_data_s": round(load_seconds, 3)})
+
+
+def _load_external(p: dict, data: PairedDataset) -> PairedDataset:
+    """Another paired collection (its own YAML) on the classes it shares with the study; others get -1."""
+    spec = load_spec(p["external_data"])
+    shared = [c for c in spec.classes if c in data.classes]
+    if not shared:
+        raise StudyError(f"external_data {p['external_data']}: none of its classes {spec.classes} is a study class "
+                         f"{data.classes}")
+    ext = load_dataset(spec, sample_rate=p["sample_rate"], image_size=p["image_size"], progress=p["progress"])
+    for m in MODALITIES:
+        mod = getattr(ext, m)
+        mod.y = np.array([data.classes.index(spec.classes[k]) if spec.classes[k] in data.classes else -1
+                          for k in mod.y], dtype=np.int64)
+    return ext
+
+
+# --------------------------------------------------------------------------- training
+def pair_sampler(study: Study, rng: np.random.Generator):
+    """Each epoch, every training clip gets an image of its (noisy) label's class: noisy correspondence."""
+    from .splits import pair_by_class
+
+    a_idx, i_idx = study.split["audio"].train, study.split["image"].train
+    y_a = study.y_train["audio"][a_idx]
+    y_i = study.data.image.y[i_idx]  # images are drawn by their true class: a flipped clip gets a wrong image
+    return lambda: i_idx[pair_by_class(y_a, y_i, rng)]
+
+
+def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = None,
+                     num_epochs: int | None = None, lr: float | None = None, desc: str | None = None
+                     ) -> tuple[Classifier, History]:
+    """Supervised training (from scratch, or fine-tuning `encoder`), epochs chosen on validation macro-F1."""
+    p = study.params
+    modality = "image" if kind == "image" or kind.endswith(":image") else "audio"
+    seed_everything(p["seed"])
+    encoder = encoder or make_encoder(kind, p["embed_dim"], p["sample_rate"])
+    model = Classifier(encoder, study.num_classes).to(study.device)
+    train_idx = study.split[modality].train
+    y = torch.as_tensor(study.labels(modality, "train"))
+    X_val = study.inputs(modality, study.split[modality].val)
+    y_val = study.labels(modality, "val")
+
+    def step(b, gen):
+        X = study.inputs(modality, train_idx[b.numpy()], train=True).to(study.device)
+        return F.cross_entropy(model(X), y[b].to(study.device))
+
+    def val_score():
+        pred = predict(model, X_val, study.device).argmax(1).numpy()
+        return ev.classification_metrics(y_val, pred, study.num_classes)["macro_f1"]
+
+    history = fit(model, step, len(train_idx), num_epochs=num_epochs or p["epochs"], lr=lr or p["lr"],
+                  batch_size=p["batch_size"], generator=study.generator, val_score=val_score,
+                  progress=p["progress"], desc=desc or f"{kind} supervised")
+    return model, history
+
+
+# --------------------------------------------------------------------------- evaluation
+def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str, dict[str, np.ndarray]],
+                      labels: dict[str, dict[str, np.ndarray]]) -> tuple[list[dict], dict]:
+    """Metrics for each modality and test set, and fused over the fixed test pairs."""
+    rows, details = [], {}
+
+    def add(view, test_set, y_true, proba):
+        m = ev.classification_metrics(y_true, proba.argmax(1), study.num_classes)
+        rows.append({"method": method, "protocol": protocol, "view": view, "test_set": test_set,
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]})
+        if test_set == "test":
+            details[f"{method}/{protocol}/{view}"] = {"per_class_recall": m["per_class_recall"],
+                                                     "confusion": m["confusion"]}
+
+    for modality, sets in probas.items():
+        for test_set, proba in sets.items():
+            add(modality, test_set, labels[modality][test_set], proba)
+    if set(probas) == set(MODALITIES):
+        # positions of each pair's clip and image inside the modality test sets
+        a_pos = np.arange(len(study.split["audio"].test))
+        i_pos = np.searchsorted(study.split["image"].test, study.test_pairs)
+        y_pair = labels["audio"]["test"][a_pos]
+        for test_set in probas["audio"]:
+            if test_set == "external":
+                continue
+            pa = probas["audio"].get(test_set, probas["audio"]["test"])
+            pi = probas["image"].get(test_set, probas["image"]["test"])
+            add("fused", test_set, y_pair, ev.fuse_proba(pa[a_pos], pi[i_pos]))
+        for test_set in probas["image"]:
+            if test_set not in probas["audio"]:
+                add("fused", test_set, y_pair, ev.fuse_proba(probas["audio"]["test"][a_pos], probas["image"][test_set][i_pos]))
+    return rows, details
+
+
+def evaluate_probas(study: Study, method: str, protocol: str, models: dict[str, torch.nn.Module]) -> tuple[list, dict]:
+    """Evaluate trained classifiers (modality -> model returning logits) on every test set and fused."""
+    probas, labels = {}, {}
+    for modality, model in models.items():
+        model.eval()
+        probas[modality], labels[modality] = {}, {}
+        for name, (X, y) in study.test_sets(modality).items():
+            probas[modality][name] = torch.softmax(predict(model, X, study.device), 1).numpy()
+            labels[modality][name] = y
+    return _rows_from_probas(study, method, protocol, probas, labels)
+
+
+def embed_all(study: Study, embed_fns: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Frozen embeddings of train, val and every test set, per modality."""
+    out = {}
+    for modality, fn in embed_fns.items():
+        out[modality] = {part: predict(fn, study.inputs(modality, getattr(study.split[modality], part)),
+                                       study.device).numpy() for part in ("train", "val")}
+        out[modality]["test_sets"] = {name: (predict(fn, X, study.device).numpy(), y)
+                                      for name, (X, y) in study.test_sets(modality).items()}
+    return out
+
+
+def evaluate_embeddings(study: Study, method: str, embed_fns: dict | None = None, Z: dict | None = None,
+                        protocols=("linear_probe", "knn")) -> tuple[list, dict]:
+    """Linear probe (C chosen on validation) and k-NN on frozen embeddings, per modality and fused.
+
+    Probes learn from the clean training labels unless probe_noise is set.
+    """
+    Z = Z or embed_all(study, embed_fns)
+    noisy = study.params["probe_noise"]
+    rows, details = [], {}
+    for protocol in protocols:
+        probas, labels = {}, {}
+        for modality, z in Z.items():
+            names = list(z["test_sets"])
+            Z_test = np.concatenate([z["test_sets"][n][0] for n in names])
+            y_test = np.concatenate([z["test_sets"][n][1] for n in names])
+            y_tr = study.labels(modality, "train", noisy)
+            if protocol == "linear_probe":
+                _, _, proba = ev.linear_probe(z["train"], y_tr, Z_test, y_test, study.num_classes,
+                                              Z_val=z["val"], y_val=study.labels(modality, "val", noisy),
+                                              seed=study.params["seed"])
+            else:
+                _, _, proba = ev.knn_probe(z["train"], y_tr, Z_test, y_test, study.num_classes)
+            bounds = np.cumsum([0] + [len(z["test_sets"][n][1]) for n in names])
+            probas[modality] = {n: proba[bounds[k]:bounds[k + 1]] for k, n in enumerate(names)}
+            labels[modality] = {n: z["test_sets"][n][1] for n in names}
+        r, d = _rows_from_probas(study, method, protocol, probas, labels)
+        rows += r
+        details.update(d)
+    return rows, details
+
+
+def evaluate_cross_modal(study: Study, method: str, Z: dict) -> list[dict]:
+    """Retrieval (recall@1, recall@5, mAP; correct = same class) and zero-shot by class centroid."""
+    za, ya = Z["audio"]["test_sets"]["test"]
+    zi, yi = Z["image"]["test_sets"]["test"]
+    rows = []
+    for view, (zq, yq, zg, yg) in {"audio->image": (za, ya, zi, yi), "image->audio": (zi, yi, za, ya)}.items():
+        r = ev.retrieval_metrics(zq, yq, zg, yg)
+        zs = ev.zero_shot_centroid(zq, yq, zg, yg, study.num_classes)
+        rows.append({"method": method, "protocol": "retrieval", "view": view, "test_set": "test", **r, "n": len(yq)})
+        rows.append({"method": method, "protocol": "zero_shot", "view": view, "test_set": "test",
+                     "accuracy": zs["accuracy"], "macro_f1": zs["macro_f1"], "n": len(yq)})
+    return rows
+
+
+# --------------------------------------------------------------------------- the ImageNet model
+def imagenet_features(study: Study) -> dict[str, np.ndarray]:
+    """EfficientNet-Lite0 (ImageNet) features of every image input the protocol needs, cached on disk."""
+    extractor = ImageNetFeatures().to(study.device)
+    parts = {part: study.image(getattr(study.split["image"], part)) for part in ("train", "val")}
+    parts |= {f"test_sets/{k}": v[0] for k, v in study.test_sets("image").items()}
+    out = {}
+    for name, X in parts.items():
+        key = hashlib.sha1(X.numpy().tobytes()).hexdigest()[:16]
+        path = cache_dir() / "imagenet" / f"{key}.npy"
+        if path.is_file():
+            try:
+                out[name] = np.load(path)
+                continue
+            except Exception:
+                pass  # corrupt: recompute
+        out[name] = extractor.extract(X).cpu().numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out[name])
+        tmp.replace(path)
+    return out
+
+
+# --------------------------------------------------------------------------- audits and the record
+def nuisance_audits(study: Study) -> dict:
+    """Accuracy of classifiers that see only nuisance facts (sample rate, duration, border colour...)."""
+    out = {}
+    for modality in MODALITIES:
+        mod, s = getattr(study.data, modality), study.split[modality]
+        feats = (shortcuts.audio_nuisance_features(mod.meta) if modality == "audio"
+                 else shortcuts.image_nuisance_features(mod.meta, mod.X))
+        train = np.concatenate([s.train, s.val])
+        args = (feats.iloc[train].reset_index(drop=True), mod.y[train], feats.iloc[s.test].reset_index(drop=True),
+                mod.y[s.test])
+        out[modality] = {"all_features": shortcuts.nuisance_audit(*args, seed=study.params["seed"]),
+                         "single_feature": shortcuts.single_feature_audit(*args, seed=study.params["seed"])
+                         .reset_index(names="feature").to_dict("records")}
+    return out
+
+
+def make_record(study: Study, notebook: str, rows: list[dict], details: dict | None = None, **extra) -> dict:
+    """The metrics record every notebook writes: params, noise achieved, split sizes, results, timings."""
+    return {
+        "notebook": notebook, "params": study.params, "noise_achieved": study.noise_achieved,
+        "split_sizes": {m: study.split[m].sizes() for m in MODALITIES},
+        "num_test_pairs": len(study.test_pairs), "classes": study.classes, "device": str(study.device),
+        "results": rows, "details": details or {}, "timings": study.timings, **extra,
+    }

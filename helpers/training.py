@@ -1,0 +1,116 @@
+"""The one training loop every notebook uses: seeded, with progress bars, validation-chosen epochs, timing."""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import StudyError
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" picks CUDA, then Apple's MPS, then the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StudyError("device='cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator for batch order and augmentation."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class History:
+    """What a training run did: per-epoch loss and validation score, the epoch kept, and wall time."""
+    train_loss: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"train_loss": self.train_loss, "val_score": self.val_score, "best_epoch": self.best_epoch,
+                "seconds": round(self.seconds, 3), "samples_per_second": round(self.samples_per_second, 1)}
+
+
+StepFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: int, lr: float = 1e-3,
+        batch_size: int = 64, weight_decay: float = 1e-4, generator: torch.Generator,
+        val_score: Callable[[], float] | None = None, params: list | None = None,
+        progress: bool = True, desc: str = "training") -> History:
+    """Train `model` for num_epochs with AdamW and a cosine schedule.
+
+    `step(idx, generator)` returns the mean loss of the batch of example indices `idx` (it moves its own
+    tensors to the device). `val_score()` (higher is better) is evaluated after each epoch on the
+    validation part; the weights of the best epoch are restored, so the epoch count is chosen on
+    validation, never on test.
+    """
+    from tqdm.auto import tqdm
+
+    if num_examples < 2:
+        raise StudyError(f"{desc}: {num_examples} training example(s) is too few to train on")
+    optimizer = torch.optim.AdamW(params if params is not None else model.parameters(), lr=lr,
+                                  weight_decay=weight_decay)
+    num_batches = max(1, num_examples // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 item
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=num_epochs * num_batches)
+    history, best_state, best = History(), None, -float("inf")
+    start = time.perf_counter()
+    bar = tqdm(range(num_epochs), desc=desc, disable=not progress, leave=False)
+    for _ in bar:
+        model.train()
+        order = torch.randperm(num_examples, generator=generator)
+        losses = []
+        for b in range(num_batches):
+            idx = order[b * batch_size:(b + 1) * batch_size] if num_batches > 1 else order
+            loss = step(idx, generator)
+            if not torch.isfinite(loss):
+                raise StudyError(f"{desc}: the loss became {loss.item()}; lower lr (now {lr})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        history.train_loss.append(float(np.mean(losses)))
+        if val_score is not None:
+            model.eval()
+            with torch.no_grad():
+                score = float(val_score())
+            history.val_score.append(score)
+            if score > best:
+                best, history.best_epoch = score, len(history.train_loss) - 1
+                best_state = copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
+                        **({"val": f"{history.val_score[-1]:.3f}"} if history.val_score else {}))
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        history.best_epoch = num_epochs - 1
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    history.samples_per_second = num_epochs * num_batches * min(batch_size, num_examples) / max(history.seconds, 1e-9)
+    return history
+
+
+@torch.no_grad()
+def predict(fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor, device: torch.device,
+            batch_size: int = 256) -> torch.Tensor:
+    """Apply `fn` to X in batches on `device`; return the outputs concatenated on the CPU."""
+    outs = [fn(X[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(X), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = REPO_ROOT / "params"
-RESULTS_DIR = REPO_ROOT / "results"
+# $STUDY_RESULTS redirects run records (the tests use it to keep results/ clean).
+RESULTS_DIR = Path(os.environ.get("STUDY_RESULTS") or REPO_ROOT / "results")
 
 
 class StudyError(Exception):

@@ -104,15 +104,16 @@ class ImageCNN(ConvEncoder):
 class AudioWaveCNN(ConvEncoder):
     """M5-style 1D CNN over raw waveforms (Dai et al. 2017): a strided wide first layer, then 3 blocks.
 
-    The first layer's kernel (5 ms) and stride (1/4000 s) are set in seconds, so the frame rate
-    after it is 4 kHz whatever `sample_rate` is, and the rest of the network sees the same time axis.
+    The first layer's kernel (5 ms) and stride (0.5 ms) are set in seconds, so the frame rate after
+    it is 2 kHz (as M5's stride 4 at 8 kHz) whatever `sample_rate` is: the rest of the network sees
+    the same time axis at every rate.
     """
 
     def __init__(self, embed_dim=128, sample_rate=16000, width=32):
         _check_int("sample_rate", sample_rate, low=1000)
         _check_int("width", width)
         kernel = max(8, round(0.005 * sample_rate))   # 80 at 16 kHz, 40 at 8 kHz
-        stride = max(1, round(sample_rate / 4000))    # 4 at 16 kHz, 2 at 8 kHz
+        stride = max(1, round(sample_rate / 2000))    # 8 at 16 kHz, 4 at 8 kHz
         stem = nn.Sequential(nn.Conv1d(1, width, kernel, stride=stride, bias=False),
                              nn.BatchNorm1d(width), nn.ReLU(inplace=True),
                              nn.MaxPool1d(4, ceil_mode=True))

@@ -1,0 +1,45 @@
+# Two commands: `make study` (venv, data, full study, report) and `make test` (venv, every test).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= full
+GRIDS  ?= $(wildcard params/*.yaml)
+# Test runs keep their records out of results/ (the committed study) and share one tensor cache.
+TEST_ENV := STUDY_RESULTS=$(CURDIR)/.cache/test-results
+
+.PHONY: venv data test test-unit test-notebooks study report bench clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+data: venv
+	$(BIN)/python -m helpers data check >/dev/null 2>&1 || $(BIN)/python -m helpers data fetch
+	$(BIN)/python -m helpers data check
+
+test: test-unit test-notebooks
+
+test-unit: venv
+	$(TEST_ENV) $(BIN)/python -m pytest tests
+
+test-notebooks: venv
+	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:randomly notebooks
+
+study: venv data
+	for grid in $(GRIDS); do $(BIN)/python -m helpers sweep $$grid --profile $(PROFILE) || exit 1; done
+	$(MAKE) report
+
+report: venv
+	$(BIN)/python -m helpers report
+
+bench: venv
+	$(BIN)/python -m helpers bench
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

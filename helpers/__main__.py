@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
 import warnings
@@ -39,22 +41,16 @@ def _data(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"data": _data}
-    try:
-        from . import sweeps
-        commands["sweep"] = sweeps.main
-    except ImportError:
-        pass
-    for name, module in (("report", "reporting"), ("bench", "bench")):
-        try:
-            commands[name] = __import__(f"helpers.{module}", fromlist=["main"]).main
-        except ImportError:
-            pass
-    if not argv or argv[0] not in commands:
-        print(f"usage: python -m helpers {{{' | '.join(commands)}}} ...", file=sys.stderr)
+    # Import only the command asked for: `data check` should not pay for the sweep and report modules.
+    modules = {"sweep": "sweeps", "report": "reporting", "bench": "bench"}
+    available = ["data"] + [name for name, module in modules.items()
+                            if importlib.util.find_spec(f"helpers.{module}") is not None]
+    if not argv or argv[0] not in available:
+        print(f"usage: python -m helpers {{{' | '.join(available)}}} ...", file=sys.stderr)
         return 2
     try:
-        return commands[argv[0]](argv[1:]) or 0
+        command = _data if argv[0] == "data" else importlib.import_module(f"helpers.{modules[argv[0]]}").main
+        return command(argv[1:]) or 0
     except StudyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

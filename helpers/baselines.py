@@ -32,10 +32,7 @@ def run_baselines(params: dict | None = None, run_dir: Path | None = None) -> tu
 
     # ImageNet EfficientNet-Lite0: linear probe on frozen features, alone and fused with the audio encoder.
     t0 = time.perf_counter()
-    feats = imagenet_features(study)
-    Z_image = {"train": feats["train"], "val": feats["val"],
-               "test_sets": {k.split("/", 1)[1]: (v, study.test_sets("image")[k.split("/", 1)[1]][1])
-                             for k, v in feats.items() if k.startswith("test_sets/")}}
+    Z_image = imagenet_features(study)
     audio_encoder = models[best_audio].encoder
     Z_audio = embed_all(study, {"audio": audio_encoder})["audio"]
     r, d = evaluate_embeddings(study, "imagenet", Z={"audio": Z_audio, "image": Z_image}, protocols=("linear_probe",))

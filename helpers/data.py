@@ -226,8 +226,9 @@ def decode_image(path: Path, image_size: int) -> tuple[np.ndarray, dict]:
                 im.draft("RGB", (image_size * 2, image_size * 2))  # JPEG: decode at reduced scale, much faster
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale, PIL would clip to 255
-                    a = np.asarray(im, dtype=np.float64)
-                    im = Image.fromarray((255 * a / max(a.max(), 1)).astype(np.uint8))
+                    a = np.asarray(im, dtype=np.float64)  # full scale 65535 (not the image's max: no stretching)
+                    full = 65535.0 if a.max() <= 65535 else float(a.max())
+                    im = Image.fromarray(np.clip(np.round(255 * a / full), 0, 255).astype(np.uint8))
                 if im.mode in ("P", "PA", "LA", "RGBA") or "transparency" in im.info:
                     rgba = im.convert("RGBA")
                     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -383,6 +384,14 @@ def load_dataset(spec: str | Path | DatasetSpec = "animals", root: str | Path | 
               use_cache=use_cache, progress=progress)
     audio = load_modality(spec, "audio", **kw)
     image = load_modality(spec, "image", **kw)
+    for mod, subdir in ((audio, spec.audio_dir), (image, spec.image_dir)):  # the fixed test split must be possible
+        for c, n in mod.counts().items():
+            n_test = int(round(spec.test_fraction * n))
+            if n_test < 1 or n_test >= n:
+                raise StudyError(
+                    f"class {c!r} has {n} usable {mod.name} file(s) under {spec.root / subdir}: a "
+                    f"{spec.test_fraction:.0%} test split would leave it no test or no training item. Add files, "
+                    f"or remove the class from the dataset YAML ({spec.name})")
     return PairedDataset(spec, audio, image, {k: v for k, v in kw.items() if k in
                                               ("sample_rate", "buffer_seconds", "image_size")})
 

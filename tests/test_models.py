@@ -117,7 +117,7 @@ def test_determinism():
 def test_overfit_twenty_images():
     torch.manual_seed(0)
     x, y = torch.rand(20, 3, 32, 32), torch.arange(20)
-    model = Classifier(ImageCNN(width=16), 20)
+    model = Classifier(ImageCNN(width=8), 20)  # reaches 100% after ~25 steps (seeds 0-3)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(40):
         opt.zero_grad()

@@ -1,0 +1,633 @@
+"""Notebooks 03 and 04's cores: contrastive and generative pre-training on sound + image pairs.
+
+Both cores follow one protocol (that of helpers.experiments), so their rows compare key for key
+with the baselines of notebook 02:
+
+1. pairs: every epoch `pair_sampler` gives each training clip an image of its (noisy) label's
+   class, so a flipped clip is paired with an image of the wrong animal (noisy correspondence);
+2. pre-training, the epoch kept chosen on the validation part (never on test);
+3. frozen embeddings: linear probe and k-NN per modality and fused (`evaluate_embeddings`; probes
+   learn from the clean labels unless probe_noise), retrieval and zero-shot centroid
+   (`evaluate_cross_modal`);
+4. fine-tuning each pre-trained encoder with a linear head (`train_classifier`, protocol
+   "finetune") on the *noisy* training labels, as a practitioner would: the labels are all they have.
+
+Contrastive (03): objective "infonce" (CLIP: symmetric InfoNCE, learnable temperature) or "supcon"
+(label-aware: every image of the clip's label is a positive); `simclr` adds within-modality
+InfoNCE between two augmented views; remedy "small_loss" drops the largest-loss pairs of each batch.
+Generative (04): objective "mvae" (one latent shared by both modalities, product of experts) or
+"autoencoder" (one VAE per modality, the same networks without the shared latent).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import evaluation as ev
+from .config import StudyError
+from .experiments import (Study, embed_all, evaluate_cross_modal, evaluate_embeddings, evaluate_probas,
+                          make_record, pair_sampler, prepare_study, train_classifier)
+from .models import GaussianHead, ImageDecoder, LogMel, MelDecoder, make_encoder
+from .objectives import (LogitScale, info_nce, kl_standard_normal, product_of_experts, recon_mse,
+                         reparameterize, small_loss_mask, supcon_cross_modal)
+from .splits import pair_by_class
+from .training import fit, predict, seed_everything
+
+CONTRASTIVE_OBJECTIVES = ("infonce", "supcon")
+GENERATIVE_OBJECTIVES = ("mvae", "autoencoder")
+REMEDIES = ("none", "small_loss")
+AUDIO_ENCODERS = ("audio_mel", "audio_wave")  # or "timm:<name>:audio_mel"
+METHOD_NAMES = {"infonce": "contrastive", "supcon": "supcon", "mvae": "mvae", "autoencoder": "autoencoder"}
+
+# Parameters of the cores beyond experiments.DEFAULTS (prepare_study rejects any other name).
+# `epochs` is overridden here: 6 pre-training epochs take about a minute at fraction 0.8 on a 2-core CPU.
+CONTRASTIVE_EXTRA = dict(epochs=6, objective="infonce", audio_encoder="audio_mel", proj_dim=64, simclr=False,
+                         remedy="none", drop_rate=None, finetune_epochs=5)
+GENERATIVE_EXTRA = dict(epochs=6, objective="mvae", audio_encoder="audio_mel", latent_dim=32, beta=1.0,
+                        finetune_epochs=5)
+SIMCLR_LOG_SCALE = math.log(1 / 0.1)  # SimCLR's temperature 0.1, fixed
+
+
+# --------------------------------------------------------------------------- parameters
+def _check_extras(p: dict, objectives: tuple) -> None:
+    """Range checks of the pre-training parameters (the shared ones are checked by prepare_study)."""
+    def need(ok, name, what):
+        if not ok:
+            raise StudyError(f"parameter {name}={p[name]!r} {what}")
+
+    def is_int(v, low):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    need(p["objective"] in objectives, "objective", f"must be one of {objectives}")
+    kind = p["audio_encoder"]
+    need(isinstance(kind, str) and (kind in AUDIO_ENCODERS or (kind.startswith("timm:") and kind.endswith(":audio_mel"))),
+         "audio_encoder", f"must be one of {AUDIO_ENCODERS} or 'timm:<name>:audio_mel'")
+    need(is_int(p["finetune_epochs"], 0), "finetune_epochs", "must be an integer >= 0 (0 skips fine-tuning)")
+    if "proj_dim" in p:
+        need(is_int(p["proj_dim"], 2), "proj_dim", "must be an integer >= 2")
+        need(isinstance(p["simclr"], bool), "simclr", "must be True or False")
+        need(p["remedy"] in REMEDIES, "remedy", f"must be one of {REMEDIES}")
+        need(p["drop_rate"] is None or (isinstance(p["drop_rate"], (int, float)) and not isinstance(p["drop_rate"], bool)
+                                        and 0 <= p["drop_rate"] < 1),
+             "drop_rate", "must be None (= the noise rate) or a fraction in [0, 1)")
+    if "latent_dim" in p:
+        need(is_int(p["latent_dim"], 2), "latent_dim", "must be an integer >= 2")
+        need(isinstance(p["beta"], (int, float)) and not isinstance(p["beta"], bool) and p["beta"] >= 0,
+             "beta", "must be a non-negative number")
+
+
+def method_name(p: dict) -> str:
+    """Row method name: contrastive / supcon / mvae / autoencoder, with +simclr and +small_loss suffixes."""
+    name = METHOD_NAMES[p["objective"]]
+    if p.get("simclr"):
+        name += "+simclr"
+    if p.get("remedy", "none") != "none":
+        name += f"+{p['remedy']}"
+    return name
+
+
+def drop_rate_used(p: dict) -> float:
+    """The share of pairs small-loss selection drops per batch.
+
+    Default (drop_rate=None): the nominal noise rate, co-teaching's forget rate (Han et al. 2018),
+    because a flipped clip is exactly a mismatched pair here. This is an oracle (the rate is known
+    because the study injects it); at noise 0 it drops nothing, so "+small_loss" then equals the
+    plain objective instead of discarding clean pairs at an invented rate. Set drop_rate to measure
+    the cost of a wrong guess.
+    """
+    if p["remedy"] == "none":
+        return 0.0
+    return float(p["noise"] if p["drop_rate"] is None else p["drop_rate"])
+
+
+# --------------------------------------------------------------------------- shared pieces
+class _Pairs:
+    """Training pairs re-drawn at the start of every epoch (fit() has no epoch hook: count the batches)."""
+
+    def __init__(self, study: Study, seed: int):
+        self.study = study
+        self.a_idx = study.split["audio"].train
+        self.draw = pair_sampler(study, np.random.default_rng(40_000 + seed))
+        self.labels = torch.as_tensor(study.y_train["audio"][self.a_idx])  # the noisy labels that formed the pairs
+        self.true_a = study.data.audio.y[self.a_idx]
+        self.batches_per_epoch = max(1, len(self.a_idx) // study.params["batch_size"])  # as in training.fit
+        self.calls, self.epoch, self.i_idx = 0, -1, None
+        self.stats: list[dict] = []
+
+    def batch(self, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """(clip indices, image indices, pairing labels) of the batch `b` (positions in the training clips)."""
+        epoch = self.calls // self.batches_per_epoch
+        self.calls += 1
+        if epoch != self.epoch:
+            self.epoch, self.i_idx = epoch, self.draw()
+            mismatch = self.study.data.image.y[self.i_idx] != self.true_a
+            self.stats.append({"mismatch_rate": float(mismatch.mean()), "pairs_seen": 0, "mismatched_seen": 0,
+                               "dropped": 0, "dropped_mismatched": 0})
+        pos = b.numpy()
+        a, i = self.a_idx[pos], self.i_idx[pos]
+        self.stats[-1]["pairs_seen"] += len(pos)
+        self.stats[-1]["mismatched_seen"] += int((self.study.data.image.y[i] != self.true_a[pos]).sum())
+        return a, i, self.labels[b]
+
+    def mismatched(self, a: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return self.study.data.image.y[i] != self.study.data.audio.y[a]
+
+    def summary(self) -> dict:
+        """Per epoch: share of mismatched pairs; with small-loss selection, how well the drops hit them."""
+        out = {"mismatch_rate": [s["mismatch_rate"] for s in self.stats],
+               "dropped_share": [s["dropped"] / max(s["pairs_seen"], 1) for s in self.stats],
+               # precision: share of the dropped pairs that were mismatched; recall: share of mismatched dropped
+               "drop_precision": [s["dropped_mismatched"] / s["dropped"] if s["dropped"] else None for s in self.stats],
+               "drop_recall": [s["dropped_mismatched"] / s["mismatched_seen"] if s["mismatched_seen"] and s["dropped"]
+                               else None for s in self.stats]}
+        flipped = self.study.y_train["audio"][self.a_idx] != self.true_a
+        out["train_clip_flip_rate"] = float(flipped.mean())
+        return out
+
+
+def _val_pairs(study: Study) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validation clips and images with the labels the pairing uses (clips: noisy, images: their class),
+    and one fixed pairing of them (for the generative models' cross reconstruction on validation)."""
+    a_val, i_val = study.split["audio"].val, study.split["image"].val
+    y_a, y_i = study.labels("audio", "val"), study.data.image.y[i_val]
+    keep = np.isin(y_a, y_i)  # a clip whose (noisy) class has no validation image cannot be paired
+    partner = np.full(len(a_val), -1)
+    if keep.any():
+        partner[keep] = pair_by_class(y_a[keep], y_i, np.random.default_rng(50_000 + study.params["seed"]))
+    return y_a, y_i, partner, keep
+
+
+def _slice(Z: dict, cols: slice) -> dict:
+    """The same embed_all structure with only some columns of every embedding."""
+    return {m: {"train": z["train"][:, cols], "val": z["val"][:, cols],
+                "test_sets": {k: (v[0][:, cols], v[1]) for k, v in z["test_sets"].items()}} for m, z in Z.items()}
+
+
+def _evaluate(study: Study, method: str, embed_fns: dict, probe_cols: slice, cross_cols: slice,
+              encoders: dict, audio_kind: str) -> tuple[list, dict, dict, dict]:
+    """The protocol of both notebooks: frozen probes, cross-modal retrieval / zero-shot, fine-tuning."""
+    p = study.params
+    t0 = time.perf_counter()
+    Z = embed_all(study, embed_fns)
+    rows, details = evaluate_embeddings(study, method, Z=_slice(Z, probe_cols))
+    rows += evaluate_cross_modal(study, method, _slice(Z, cross_cols))
+    study.timings["evaluate_frozen_s"] = round(time.perf_counter() - t0, 2)
+    finetuned, history = {}, {}
+    if p["finetune_epochs"]:
+        t0 = time.perf_counter()
+        for modality, kind in (("image", "image"), ("audio", audio_kind)):
+            # a copy: train_classifier trains the encoder it gets, and the pre-trained one is saved and returned
+            finetuned[modality], h = train_classifier(study, kind, encoder=copy.deepcopy(encoders[modality]),
+                                                      num_epochs=p["finetune_epochs"],
+                                                      desc=f"{method} fine-tune {modality}")
+            history[modality] = h.as_dict()
+        r, d = evaluate_probas(study, method, "finetune", finetuned)
+        rows += r
+        details |= d
+        study.timings["finetune_s"] = round(time.perf_counter() - t0, 2)
+    return rows, details, finetuned, history
+
+
+def _save(run_dir, modules: dict) -> None:
+    if run_dir is None:
+        return
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, module in modules.items():
+        torch.save(module.state_dict(), run_dir / f"{name}.pt")
+
+
+# --------------------------------------------------------------------------- contrastive (03)
+def _projection(embed_dim: int, proj_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.ReLU(inplace=True), nn.Linear(embed_dim, proj_dim))
+
+
+class ContrastiveModel(nn.Module):
+    """Image and audio encoders, a projection head each into the shared space, a learnable temperature;
+    with simclr, a second head per modality for the within-modality loss (as SLIP, Mu et al. 2022)."""
+
+    def __init__(self, audio_kind: str, embed_dim: int, sample_rate: int, proj_dim: int, simclr: bool):
+        super().__init__()
+        self.encoders = nn.ModuleDict({"image": make_encoder("image", embed_dim, sample_rate),
+                                       "audio": make_encoder(audio_kind, embed_dim, sample_rate)})
+        self.heads = nn.ModuleDict({m: _projection(embed_dim, proj_dim) for m in ("image", "audio")})
+        self.logit_scale = LogitScale()
+        self.ssl_heads = (nn.ModuleDict({m: _projection(embed_dim, proj_dim) for m in ("image", "audio")})
+                          if simclr else None)
+
+    def project(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[modality](self.encoders[modality](x))
+
+    def embedder(self, modality: str):
+        """x -> [encoder output | projection]: probes use the first part, retrieval the shared space."""
+        def fn(x):
+            h = self.encoders[modality](x)
+            return torch.cat([h, self.heads[modality](h)], dim=1)
+        return fn
+
+
+def _contrastive_val_score(model: ContrastiveModel, study: Study, X_val: dict, y_a, y_i) -> float:
+    """Mean zero-shot accuracy on the validation part, both directions: each clip (image) is given the class
+    of the nearest centroid of the validation images (clips) in the shared space. Cheap, and no test."""
+    za = predict(lambda x: model.project("audio", x), X_val["audio"], study.device).numpy()
+    zi = predict(lambda x: model.project("image", x), X_val["image"], study.device).numpy()
+    k = study.num_classes
+    return 0.5 * (ev.zero_shot_centroid(za, y_a, zi, y_i, k)["accuracy"]
+                  + ev.zero_shot_centroid(zi, y_i, za, y_a, k)["accuracy"])
+
+
+def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> tuple[dict, dict]:
+    """Cross-modal contrastive pre-training, then the shared evaluation; return (record, models).
+
+    models: "image" and "audio" (the pre-trained encoders), "model" (encoders + heads), "finetuned"
+    (modality -> fine-tuned classifier) and "study". Saves image_encoder.pt, audio_encoder.pt and
+    heads.pt (projections and temperature) in run_dir when given.
+    """
+    study = prepare_study(params, extra=CONTRASTIVE_EXTRA)
+    p = study.params
+    _check_extras(p, CONTRASTIVE_OBJECTIVES)
+    method, drop = method_name(p), drop_rate_used(p)
+    seed_everything(p["seed"])
+    model = ContrastiveModel(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["proj_dim"], p["simclr"])
+    model.to(study.device)
+    pairs = _Pairs(study, p["seed"])
+    dev = study.device
+
+    def pair_loss(za, zi, labels, scale, reduction):
+        if p["objective"] == "supcon":
+            return supcon_cross_modal(za, zi, labels, scale, reduction=reduction)
+        return info_nce(za, zi, scale, reduction=reduction)
+
+    def step(b, gen):
+        a, i, labels = pairs.batch(b)
+        xa, xi = study.audio(a, train=True).to(dev), study.image(i, train=True).to(dev)
+        ha, hi = model.encoders["audio"](xa), model.encoders["image"](xi)
+        za, zi = model.heads["audio"](ha), model.heads["image"](hi)
+        labels, scale = labels.to(dev), model.logit_scale()
+        if drop > 0 and pairs.epoch >= 1:  # small-loss selection after one warm-up epoch
+            with torch.no_grad():
+                keep = small_loss_mask(pair_loss(za, zi, labels, scale, "none"), drop)
+            if keep.sum() >= 2:  # the kept pairs only: a dropped pair is neither anchor, positive nor negative
+                dropped = ~keep.cpu().numpy()
+                pairs.stats[-1]["dropped"] += int(dropped.sum())
+                pairs.stats[-1]["dropped_mismatched"] += int(pairs.mismatched(a[dropped], i[dropped]).sum())
+                za, zi, labels = za[keep], zi[keep], labels[keep]
+        loss = pair_loss(za, zi, labels, scale, "mean")
+        if model.ssl_heads is not None:  # a second augmented view of each clip and image
+            ha2 = model.encoders["audio"](study.audio(a, train=True).to(dev))
+            hi2 = model.encoders["image"](study.image(i, train=True).to(dev))
+            ssl = model.ssl_heads
+            loss = loss + 0.5 * (info_nce(ssl["audio"](ha), ssl["audio"](ha2), SIMCLR_LOG_SCALE)
+                                 + info_nce(ssl["image"](hi), ssl["image"](hi2), SIMCLR_LOG_SCALE))
+        return loss
+
+    X_val = {m: study.inputs(m, study.split[m].val) for m in ("audio", "image")}
+    y_a, y_i, _, _ = _val_pairs(study)
+    t0 = time.perf_counter()
+    history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
+                  generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
+                  progress=p["progress"], desc=f"{method} pre-training")
+    study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
+    model.eval()
+    d = p["embed_dim"]
+    rows, details, finetuned, ft_history = _evaluate(
+        study, method, {m: model.embedder(m) for m in ("audio", "image")}, slice(0, d), slice(d, None),
+        model.encoders, p["audio_encoder"])
+    record = make_record(study, "03_contrastive", rows, details,
+                         history={method: history.as_dict() | {"logit_scale": float(model.logit_scale().detach().exp())}},
+                         finetune_history={method: ft_history}, method=method, pairing=pairs.summary(),
+                         drop_rate_used=drop)
+    _save(run_dir, {"image_encoder": model.encoders["image"], "audio_encoder": model.encoders["audio"],
+                    "heads": nn.ModuleDict({"heads": model.heads, "logit_scale": model.logit_scale,
+                                            **({"ssl_heads": model.ssl_heads} if model.ssl_heads is not None else {})})})
+    return record, {"image": model.encoders["image"], "audio": model.encoders["audio"], "model": model,
+                    "finetuned": finetuned, "study": study}
+
+
+# --------------------------------------------------------------------------- generative (04)
+class PairedVAE(nn.Module):
+    """Encoders -> Gaussian heads -> latent -> ImageDecoder (pixels in [0, 1]) and MelDecoder (standardised
+    log-mel). shared=True: one latent, the posterior of any subset of modalities is the product of the
+    experts with the N(0, I) prior (MVAE). shared=False: two independent VAEs with the same networks.
+    """
+
+    def __init__(self, audio_kind: str, embed_dim: int, sample_rate: int, latent_dim: int, image_size: int,
+                 clip_samples: int, shared: bool):
+        super().__init__()
+        self.shared = shared
+        self.encoders = nn.ModuleDict({"image": make_encoder("image", embed_dim, sample_rate),
+                                       "audio": make_encoder(audio_kind, embed_dim, sample_rate)})
+        self.heads = nn.ModuleDict({m: GaussianHead(embed_dim, latent_dim) for m in ("image", "audio")})
+        audio = self.encoders["audio"]
+        # the decoder's target is what the mel encoder sees; a waveform encoder gets the same front end apart
+        self.mel = None if hasattr(audio, "log_mel") else LogMel(sample_rate)
+        n_mels, n_frames = (audio.mel_shape if self.mel is None else self.mel.shape)(clip_samples)
+        self.decoders = nn.ModuleDict({"image": ImageDecoder(latent_dim, image_size),
+                                       "audio": MelDecoder(latent_dim, n_mels, n_frames)})
+
+    def target(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        if modality == "image":
+            return x
+        return (self.encoders["audio"].log_mel if self.mel is None else self.mel)(x)
+
+    def expert(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads[modality](self.encoders[modality](x))
+
+    def posterior(self, experts: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | the given modalities): product of experts with the prior (shared), else the one expert."""
+        if self.shared:
+            return product_of_experts([e[0] for e in experts], [e[1] for e in experts])
+        if len(experts) != 1:
+            raise StudyError("separate autoencoders have no joint posterior")
+        return experts[0]
+
+    def embedder(self, modality: str):
+        """x -> posterior mean (the embedding every probe sees)."""
+        return lambda x: self.posterior([self.expert(modality, x)])[0]
+
+    def decode(self, modality: str, z: torch.Tensor) -> torch.Tensor:
+        return self.decoders[modality](z)
+
+
+def _recon_weights(model: PairedVAE, study: Study) -> dict:
+    """Per-modality weights of the summed squared errors: 1/variance (a Gaussian with the data's variance)
+    times D_mean / D_m, so the image (3 x size^2 values) and the mel (n_mels x frames) count alike.
+    MVAE weights its modalities for the same reason (Wu & Goodman 2018, lambda per modality)."""
+    out, dims = {}, {}
+    with torch.no_grad():
+        for m in ("image", "audio"):
+            idx = study.split[m].train[:256]
+            t = model.target(m, study.inputs(m, idx).to(study.device))
+            out[m], dims[m] = float(t.var()), t[0].numel()
+    mean_dim = float(np.mean(list(dims.values())))
+    return {m: mean_dim / (dims[m] * max(out[m], 1e-6)) for m in out}
+
+
+def _val_recon_error(model: PairedVAE, study: Study, X_val: dict, T_val: dict, partner, keep, weights) -> float:
+    """Weighted per-element squared error on validation, from the posterior means: each modality's own
+    reconstruction, and (MVAE) each cross reconstruction over a fixed pairing of the validation items."""
+    dev = study.device
+    mu = {m: predict(model.embedder(m), X_val[m], dev) for m in ("image", "audio")}
+    errs = [w * F.mse_loss(predict(lambda z: model.decode(m, z), mu[m], dev), T_val[m]).item()
+            for m, w in weights.items()]
+    if model.shared and keep.any():
+        a_pos = np.flatnonzero(keep)
+        i_pos = partner[keep]
+        pairs = {"image": ("audio", a_pos, i_pos), "audio": ("image", i_pos, a_pos)}
+        for m, (src, src_pos, tgt_pos) in pairs.items():
+            x_hat = predict(lambda z: model.decode(m, z), mu[src][src_pos], dev)
+            errs.append(weights[m] * F.mse_loss(x_hat, T_val[m][tgt_pos]).item())
+    return float(np.mean(errs))
+
+
+def _reconstruction_errors(model: PairedVAE, study: Study, method: str) -> list[dict]:
+    """Per-element mean squared error on test: self (x -> x), cross over the fixed test pairs
+    (clip -> its paired image, image -> its paired clip's mel), joint (MVAE), and two references:
+    the training mean, and the training mean of the true class (the best a class-level cross
+    reconstruction can do, since a clip's image is any image of its class)."""
+    dev = study.device
+    X = {m: study.inputs(m, study.split[m].test) for m in ("image", "audio")}
+    T = {m: predict(lambda x: model.target(m, x), X[m], dev) for m in X}
+    y = {m: getattr(study.data, m).y[study.split[m].test] for m in X}
+    mu = {m: predict(model.embedder(m), X[m], dev) for m in X}
+    a_pos = np.arange(len(study.split["audio"].test))
+    i_pos = np.searchsorted(study.split["image"].test, study.test_pairs)
+    T_pair = {"image": T["image"][i_pos], "audio": T["audio"][a_pos]}
+    rows = []
+
+    def add(view, x_hat, target, target_modality):
+        rows.append({"method": method, "view": view, "target": "image" if target_modality == "image" else "mel",
+                     "mse": float(F.mse_loss(x_hat, target)), "n": int(len(target))})
+
+    decode = {m: (lambda z, m=m: model.decode(m, z)) for m in X}
+    name = {"image": "image", "audio": "mel"}
+    for m in X:
+        add(f"{m}->{name[m]}", predict(decode[m], mu[m], dev), T[m], m)
+    add("audio->image", predict(decode["image"], mu["audio"][a_pos], dev), T_pair["image"], "image")
+    add("image->mel", predict(decode["audio"], mu["image"][i_pos], dev), T_pair["audio"], "audio")
+    if model.shared:
+        with torch.no_grad():
+            mu_joint = torch.cat([model.posterior([model.expert("audio", X["audio"][a_pos[k:k + 256]].to(dev)),
+                                                   model.expert("image", X["image"][i_pos[k:k + 256]].to(dev))])[0].cpu()
+                                  for k in range(0, len(a_pos), 256)])
+        for m in X:
+            add(f"joint->{name[m]}", predict(decode[m], mu_joint, dev), T_pair[m], m)
+    # references, from the training part (the image classes are true; the clips' classes too: an oracle)
+    for m in X:
+        tr = study.split[m].train
+        T_tr = predict(lambda x: model.target(m, x), study.inputs(m, tr), dev)
+        y_tr = getattr(study.data, m).y[tr]
+        add(f"mean->{name[m]}", T_tr.mean(0, keepdim=True).expand_as(T[m]), T[m], m)
+        means = torch.stack([T_tr[y_tr == c].mean(0) if (y_tr == c).any() else T_tr.mean(0)
+                             for c in range(study.num_classes)])
+        add(f"class_mean->{name[m]}", means[torch.as_tensor(y[m])], T[m], m)
+    return rows
+
+
+def run_generative(params: dict | None = None, run_dir: Path | None = None) -> tuple[dict, dict]:
+    """Multimodal VAE (objective "mvae") or one VAE per modality ("autoencoder"), then the shared
+    evaluation on the posterior means, plus test reconstruction errors; return (record, models).
+
+    MVAE loss per batch of pairs (Wu & Goodman 2018, sub-sampled ELBO): the joint posterior and each
+    single-modality posterior (product of experts with the prior), each decoded into *both*
+    modalities, so a clip alone reconstructs an image and an image alone a mel (cross reconstruction;
+    in the original paper a single-modality term reconstructs its own modality only). Autoencoder: each
+    VAE reconstructs its own modality from its own latent, on the same batches.
+    models: "vae" (PairedVAE), "image"/"audio" (its encoders), "finetuned", "study". Saves
+    image_encoder.pt, audio_encoder.pt and vae.pt (everything, decoders included) in run_dir.
+    """
+    study = prepare_study(params, extra=GENERATIVE_EXTRA)
+    p = study.params
+    _check_extras(p, GENERATIVE_OBJECTIVES)
+    method, shared = method_name(p), p["objective"] == "mvae"
+    seed_everything(p["seed"])
+    model = PairedVAE(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["latent_dim"], p["image_size"],
+                      study.clip_samples, shared).to(study.device)
+    weights = _recon_weights(model, study)
+    pairs, dev, beta = _Pairs(study, p["seed"]), study.device, float(p["beta"])
+
+    def elbo(experts: list, targets: dict) -> torch.Tensor:
+        mu, logvar = model.posterior(experts)
+        z = reparameterize(mu, logvar)
+        recon = sum(weights[m] * recon_mse(model.decode(m, z), t) for m, t in targets.items())
+        return recon + beta * kl_standard_normal(mu, logvar)
+
+    def step(b, gen):
+        a, i, _ = pairs.batch(b)
+        x = {"audio": study.audio(a, train=True).to(dev), "image": study.image(i, train=True).to(dev)}
+        with torch.no_grad():
+            t = {m: model.target(m, x[m]) for m in x}
+        e = {m: model.expert(m, x[m]) for m in x}
+        if not shared:
+            return sum(elbo([e[m]], {m: t[m]}) for m in x)
+        return elbo([e["audio"], e["image"]], t) + elbo([e["audio"]], t) + elbo([e["image"]], t)
+
+    X_val = {m: study.inputs(m, study.split[m].val) for m in ("image", "audio")}
+    with torch.no_grad():
+        T_val = {m: predict(lambda x, m=m: model.target(m, x), X_val[m], dev) for m in X_val}
+    _, _, partner, keep = _val_pairs(study)
+    t0 = time.perf_counter()
+    history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
+                  generator=study.generator,
+                  val_score=lambda: -_val_recon_error(model, study, X_val, T_val, partner, keep, weights),
+                  progress=p["progress"], desc=f"{method} pre-training")
+    study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
+    model.eval()
+    rows, details, finetuned, ft_history = _evaluate(
+        study, method, {m: model.embedder(m) for m in ("audio", "image")}, slice(None), slice(None),
+        model.encoders, p["audio_encoder"])
+    record = make_record(study, "04_generative", rows, details, history={method: history.as_dict()},
+                         finetune_history={method: ft_history}, method=method, pairing=pairs.summary(),
+                         reconstruction=_reconstruction_errors(model, study, method),
+                         recon_weights=weights)
+    _save(run_dir, {"image_encoder": model.encoders["image"], "audio_encoder": model.encoders["audio"],
+                    "vae": model})
+    return record, {"vae": model, "image": model.encoders["image"], "audio": model.encoders["audio"],
+                    "finetuned": finetuned, "study": study}
+
+
+@torch.no_grad()
+def reconstruction_examples(models: dict, n: int = 6) -> dict:
+    """Reconstructions of n fixed test pairs (one per class, first classes first) for the notebook.
+
+    Returns tensors: "image" (the pair's image) and "mel" (the clip's log-mel) inputs, and "image->image",
+    "audio->image", "image->mel", "audio->mel" (plus "joint->image", "joint->mel" for the MVAE), and the
+    pairs' "classes". For separate autoencoders the cross entries decode one modality's latent with the
+    other's decoder: their latents are not aligned, so these show what *no* shared latent gives.
+    """
+    model, study = models["vae"], models["study"]
+    model.eval()
+    dev = study.device
+    y_a = study.data.audio.y[study.split["audio"].test]
+    order = [int(np.flatnonzero(y_a == c)[0]) for c in range(study.num_classes) if (y_a == c).any()][:n]
+    xa = study.audio(study.split["audio"].test[order]).to(dev)
+    xi = study.image(study.test_pairs[order]).to(dev)
+    ea, ei = model.expert("audio", xa), model.expert("image", xi)
+    za, zi = model.posterior([ea])[0], model.posterior([ei])[0]
+    out = {"classes": [study.classes[y_a[k]] for k in order], "image": xi.cpu(), "mel": model.target("audio", xa).cpu(),
+           "image->image": model.decode("image", zi).cpu(), "audio->image": model.decode("image", za).cpu(),
+           "image->mel": model.decode("audio", zi).cpu(), "audio->mel": model.decode("audio", za).cpu()}
+    if model.shared:
+        zj = model.posterior([ea, ei])[0]
+        out |= {"joint->image": model.decode("image", zj).cpu(), "joint->mel": model.decode("audio", zj).cpu()}
+    return out
+
+
+# --------------------------------------------------------------------------- notebook drivers
+def _objectives(value: str, known: tuple) -> list[str]:
+    names = [s.strip() for s in str(value).split(",") if s.strip()]
+    bad = [s for s in names if s not in known]
+    if not names or bad:
+        raise StudyError(f"parameter objective={value!r}: give one or more of {known}, separated by commas")
+    return list(dict.fromkeys(names))
+
+
+def run_notebook(core: str, params: dict, run_dir: Path | None = None) -> tuple[dict, dict]:
+    """Run `core` ("contrastive" or "generative") once per objective of params["objective"] (a comma list),
+    and merge the records into one whose params are the notebook's (objective as given). Each
+    objective's weights go to run_dir/<method>/. Returns (record, {method: models})."""
+    run, extra, known = ((run_contrastive, CONTRASTIVE_EXTRA, CONTRASTIVE_OBJECTIVES) if core == "contrastive"
+                         else (run_generative, GENERATIVE_EXTRA, GENERATIVE_OBJECTIVES))
+    params = dict(params)
+    objectives = _objectives(params.get("objective", extra["objective"]), known)
+    merged, models = None, {}
+    for objective in objectives:
+        one = {**params, "objective": objective}
+        method = method_name({**extra, **one})
+        sub = Path(run_dir) / method if run_dir is not None else None
+        record, models[method] = run(one, sub)
+        if merged is None:
+            merged = {**record, "params": {**record["params"], "objective": ",".join(objectives)},
+                      "results": [], "details": {}, "history": {}, "finetune_history": {}, "timings": {},
+                      "methods": [], "pairing": {}, "drop_rate_used": {}, "reconstruction": [],
+                      "recon_weights": {}}
+            merged.pop("method", None)
+        merged["methods"].append(method)
+        merged["results"] += record["results"]
+        merged["reconstruction"] += record.get("reconstruction", [])
+        for key in ("details", "history", "finetune_history"):
+            merged[key] |= record[key]
+        for key in ("timings", "pairing", "drop_rate_used", "recon_weights"):
+            if key in record:
+                merged[key][method] = record[key]
+    for key in ("drop_rate_used", "recon_weights", "reconstruction"):
+        if not merged[key]:
+            merged.pop(key)
+    return merged, models
+
+
+# --------------------------------------------------------------------------- tables and figures
+def _frame(record: dict):
+    import pandas as pd
+    return pd.DataFrame(record["results"])
+
+
+def probe_table(record: dict, test_set: str = "test"):
+    """Accuracy (and macro-F1) of linear probe, k-NN and fine-tuning per method and view."""
+    df = _frame(record)
+    df = df[(df["test_set"] == test_set) & df["protocol"].isin(["linear_probe", "knn", "finetune"])]
+    return df.pivot_table(index=["method", "protocol"], columns="view", values=["accuracy", "macro_f1"],
+                          sort=False).round(3)
+
+
+def cross_modal_table(record: dict):
+    """Retrieval (recall@1, recall@5, mAP) and zero-shot centroid accuracy, per method and direction."""
+    df = _frame(record)
+    ret = df[df["protocol"] == "retrieval"].set_index(["method", "view"])[["recall_at_1", "recall_at_5", "mAP"]]
+    zs = df[df["protocol"] == "zero_shot"].set_index(["method", "view"])["accuracy"].rename("zero_shot_acc")
+    return ret.join(zs).round(3)
+
+
+def difference_table(record: dict, a: str, b: str):
+    """b minus a, for every frozen/fine-tuned accuracy and retrieval number on the plain test split."""
+    df = _frame(record)
+    df = df[df["test_set"] == "test"].copy()
+    df["metric"] = np.where(df["protocol"] == "retrieval", "mAP", "accuracy")
+    df["value"] = np.where(df["protocol"] == "retrieval", df.get("mAP"), df["accuracy"])
+    wide = df.pivot_table(index=["protocol", "view", "metric"], columns="method", values="value", sort=False)
+    out = wide[[a, b]].copy()
+    out[f"{b} - {a}"] = out[b] - out[a]
+    return out.round(3)
+
+
+def reconstruction_table(record: dict):
+    """Per-element test MSE of each reconstruction (rows) per method (columns), with the references."""
+    import pandas as pd
+    df = pd.DataFrame(record.get("reconstruction", []))
+    return df.pivot_table(index=["target", "view"], columns="method", values="mse", sort=False).round(4)
+
+
+def plot_reconstructions(examples: dict, title: str = ""):
+    """Image rows (input, image->image, audio->image[, joint]) and mel rows (input, audio->mel, image->mel[, joint])."""
+    import matplotlib.pyplot as plt
+
+    image_rows = [k for k in ("image", "image->image", "audio->image", "joint->image") if k in examples]
+    mel_rows = [k for k in ("mel", "audio->mel", "image->mel", "joint->mel") if k in examples]
+    n = len(examples["classes"])
+    fig, axes = plt.subplots(len(image_rows) + len(mel_rows), n, figsize=(1.9 * n, 1.5 * (len(image_rows) + len(mel_rows))),
+                             squeeze=False)
+    vmin, vmax = float(examples["mel"].min()), float(examples["mel"].max())
+    for r, key in enumerate(image_rows + mel_rows):
+        for c in range(n):
+            ax = axes[r, c]
+            x = examples[key][c]
+            if key in image_rows:
+                ax.imshow(x.permute(1, 2, 0).clamp(0, 1).numpy())
+            else:
+                ax.imshow(x.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(key, fontsize=8)
+            if r == 0:
+                ax.set_title(examples["classes"][c], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -18,7 +18,8 @@ What it measures, each against a target (see TARGETS):
 5. cuda       when a CUDA GPU is visible: matmul peaks and the throughput section on it, in float32
               and under torch.autocast (bfloat16, float16). `"cuda": null` otherwise.
 
-`--quick` runs fewer steps and one epoch, and skips notebooks, grids and pre-training.
+`--quick` runs fewer steps and one epoch, and skips the notebooks and grids (not the pre-training run,
+a target of its own; `--no-pretraining` skips it).
 The temporary cache is deleted at the end (unless --keep-cache); the real data root is only read.
 """
 from __future__ import annotations
@@ -169,7 +170,7 @@ def _child_load(argv: list[str]) -> int:
     """Entry point of the child process that loads the data set (cold or warm) and reports timings."""
     args = json.loads(argv[0])
     warnings.simplefilter("ignore")
-    from .data import _content_key, list_files, load_modality, load_spec
+    from .data import load_modality, load_spec
     spec = load_spec(args["spec"], args["root"])
     kw = dict(sample_rate=args["sample_rate"], image_size=args["image_size"], progress=False)
     out = {}
@@ -184,12 +185,16 @@ def _child_load(argv: list[str]) -> int:
     out["self_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if args.get("hash_breakdown"):
         # what a warm load spends on the cache key: reading and hashing every source file
-        t0 = time.perf_counter()
-        for modality in ("audio", "image"):
-            files, _ = list_files(spec, modality)
-            base = spec.root / (spec.audio_dir if modality == "audio" else spec.image_dir)
-            _content_key(base, files, {})
-        out["hash_sources_s"] = time.perf_counter() - t0
+        try:
+            from .data import _content_key, list_files
+            t0 = time.perf_counter()
+            for modality in ("audio", "image"):
+                files, _ = list_files(spec, modality)
+                base = spec.root / (spec.audio_dir if modality == "audio" else spec.image_dir)
+                _content_key(base, files, {})
+            out["hash_sources_s"] = time.perf_counter() - t0
+        except (ImportError, TypeError):  # a private helper of data.py: optional detail
+            out["hash_sources_s"] = None
     print(json.dumps(out))
     return 0
 
@@ -399,8 +404,9 @@ def make_task(kind: str, objective: str, *, num_classes: int, image_size: int, c
 
 
 def time_training_steps(task: nn.Module, batch: tuple, device: torch.device, *, warmup: int, steps: int,
-                        amp_dtype: torch.dtype | None = None) -> dict:
-    """AdamW training steps on one fixed batch: `warmup` untimed, then `steps` timed as one block."""
+                        amp_dtype: torch.dtype | None = None, budget_s: float | None = None) -> dict:
+    """AdamW training steps on one fixed batch: `warmup` untimed, then up to `steps` timed as one block
+    (fewer, but at least 2, once `budget_s` seconds have passed: slow cases do not stall the bench)."""
     task = task.to(device).train()
     batch = tuple(t.to(device) for t in batch)
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -424,16 +430,20 @@ def time_training_steps(task: nn.Module, batch: tuple, device: torch.device, *, 
         one_step()
     _sync(device)
     start = time.perf_counter()
-    for _ in range(steps):
+    done = 0
+    while done < steps:
         t0 = time.perf_counter()
         loss = one_step()
+        done += 1
         if device.type == "cpu":
             step_times.append(time.perf_counter() - t0)
+        if budget_s is not None and done >= min(2, steps) and time.perf_counter() - start > budget_s:
+            break
     _sync(device)
     seconds = time.perf_counter() - start
     if not torch.isfinite(loss.detach().float()):
         raise StudyError(f"bench: the loss of {type(task).__name__} became {loss.item()}")
-    out = {"seconds": seconds, "steps": steps}
+    out = {"seconds": seconds, "steps": done}
     if step_times:
         out["step_ms_min"] = 1e3 * min(step_times)
         out["step_ms_median"] = 1e3 * float(np.median(step_times))
@@ -443,7 +453,8 @@ def time_training_steps(task: nn.Module, batch: tuple, device: torch.device, *, 
 def bench_throughput(*, device: str | torch.device = "cpu", peak_gflops: float, num_classes: int,
                      batch_size: int = 64, warmup: int = 3, steps: int = 10, image_size: int = 64,
                      clip_samples: int = 32000, sample_rate: int = 16000, amp_dtype: torch.dtype | None = None,
-                     encoders=ENCODERS, objectives=OBJECTIVES, on_step=lambda: None) -> dict:
+                     budget_s: float | None = None, encoders=ENCODERS, objectives=OBJECTIVES,
+                     on_step=lambda: None) -> dict:
     """samples/s and achieved FLOP rate of a training step for every encoder under every objective."""
     from .models import flops_per_sample
     device = torch.device(device)
@@ -456,12 +467,14 @@ def bench_throughput(*, device: str | torch.device = "cpu", peak_gflops: float, 
                                            batch_size=batch_size)
             # forward FLOPs per sample (matmuls and convolutions; FFTs are not counted), on a small batch
             fwd = flops_per_sample(task, tuple(t[: min(4, batch_size)] for t in batch))
-            timing = time_training_steps(task, batch, device, warmup=warmup, steps=steps, amp_dtype=amp_dtype)
-            samples_per_s = steps * batch_size / timing["seconds"]
+            timing = time_training_steps(task, batch, device, warmup=warmup, steps=steps, amp_dtype=amp_dtype,
+                                         budget_s=budget_s)
+            samples_per_s = timing["steps"] * batch_size / timing["seconds"]
             achieved = 3 * fwd * samples_per_s / 1e9  # forward + backward (~2x forward)
             cases[kind][objective] = {
                 "samples_per_s": _r(samples_per_s, 1),
-                "step_ms": _r(1e3 * timing["seconds"] / steps, 1),
+                "step_ms": _r(1e3 * timing["seconds"] / timing["steps"], 1),
+                "timed_steps": timing["steps"],
                 **({"step_ms_min": _r(timing["step_ms_min"], 1), "step_ms_median": _r(timing["step_ms_median"], 1)}
                    if "step_ms_min" in timing else {}),
                 "fwd_mflops_per_sample": _r(fwd / 1e6, 2),
@@ -473,7 +486,7 @@ def bench_throughput(*, device: str | torch.device = "cpu", peak_gflops: float, 
             del task, batch
             on_step()
     return {"device": str(device), "amp": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
-            "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps,
+            "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps, "budget_s_per_case": budget_s,
             "peak_gflops": peak_gflops, "cases": cases,
             "note": "random inputs of the study's shapes (compute only); FLOPs = forward x 3, FFTs of the "
                     "log-mel front end not counted; pair objectives count a pair as one sample and run "
@@ -481,7 +494,8 @@ def bench_throughput(*, device: str | torch.device = "cpu", peak_gflops: float, 
 
 
 def bench_cuda(*, num_classes: int, batch_size: int, warmup: int, steps: int, image_size: int,
-               clip_samples: int, sample_rate: int, quick: bool, on_step=lambda: None) -> dict | None:
+               clip_samples: int, sample_rate: int, quick: bool, budget_s: float | None = None,
+               on_step=lambda: None) -> dict | None:
     """The throughput section on the GPU in float32 and under autocast; None when no CUDA GPU is visible."""
     if not torch.cuda.is_available():
         return None
@@ -498,7 +512,7 @@ def bench_cuda(*, num_classes: int, batch_size: int, warmup: int, steps: int, im
         out["throughput"][name] = bench_throughput(
             device=device, peak_gflops=peaks[name]["gflops"], num_classes=num_classes, batch_size=batch_size,
             warmup=warmup, steps=steps, image_size=image_size, clip_samples=clip_samples,
-            sample_rate=sample_rate, amp_dtype=dtype, on_step=on_step)
+            sample_rate=sample_rate, amp_dtype=dtype, budget_s=budget_s, on_step=on_step)
     torch.cuda.empty_cache()
     return out
 
@@ -541,6 +555,9 @@ def plain_training(files, labels, *, num_classes: int, epochs: int, batch_size: 
                    embed_dim: int, sample_rate: int, clip_seconds: float, device: torch.device,
                    kind: str = PIPELINE_ENCODER, seed: int = 0) -> dict:
     """The reference pipeline: Dataset + DataLoader(shuffle, num_workers=0) + the same model and optimiser."""
+    import scipy.signal  # noqa: F401  imported before the clock starts, as the project's modules are
+    import soundfile  # noqa: F401
+
     from .models import Classifier, make_encoder
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -588,9 +605,14 @@ def bench_pipelines(spec: str, *, epochs: int, batch_size: int = 64, fraction: f
     base = study.data.spec.root / study.data.spec.audio_dir
     files = [base / study.data.audio.paths[i] for i in train_idx]
     labels = study.labels("audio", "train")
-    plain = plain_training(files, labels, num_classes=study.num_classes, epochs=epochs, batch_size=batch_size,
-                           lr=p["lr"], embed_dim=p["embed_dim"], sample_rate=p["sample_rate"],
-                           clip_seconds=p["clip_seconds"], device=study.device)
+    try:  # libmpg123 prints resync notes for the MP3-in-WAV files straight to fd 2: hide them (one dup2)
+        from .data import _quiet_c_stderr as quiet
+    except ImportError:
+        quiet = contextlib.nullcontext
+    with quiet():
+        plain = plain_training(files, labels, num_classes=study.num_classes, epochs=epochs,
+                               batch_size=batch_size, lr=p["lr"], embed_dim=p["embed_dim"],
+                               sample_rate=p["sample_rate"], clip_seconds=p["clip_seconds"], device=study.device)
     on_step()
     samples_per_epoch = max(1, len(train_idx) // batch_size) * min(batch_size, len(train_idx))
     odd = [f for f, sr in ((f, _samplerate(f)) for f in files)
@@ -726,55 +748,93 @@ def bench_notebooks(spec: str, folder: Path, on_step=lambda: None, timeout: floa
     return rows
 
 
-def _epochs_of(points: list[dict]) -> float | None:
-    values = [p["epochs"] for p in points if isinstance(p.get("epochs"), (int, float))]
-    return float(np.mean(values)) if values else None
+def _work(point: dict) -> float:
+    """Training work of a point, in units of the whole data for one epoch (fraction x epochs)."""
+    from .experiments import DEFAULTS
+    fraction = point.get("fraction", DEFAULTS["fraction"])
+    epochs = point.get("epochs", DEFAULTS["epochs"])
+    return float(fraction) * float(epochs)
 
 
-def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None) -> tuple[dict, dict]:
-    """Run the quick profile of every grid in params/; estimate the full study from it."""
+def _fit_time(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed, per unit of work) seconds from (work, seconds) pairs: a least-squares line when the works
+    differ, else proportional. Fixed costs (kernel, data load, ImageNet features, evaluation) stay fixed."""
+    x = np.array([w for w, _ in samples], dtype=float)
+    y = np.array([t for _, t in samples], dtype=float)
+    if len(set(x.round(9))) >= 2:
+        slope, intercept = np.polyfit(x, y, 1)
+        if slope > 0 and intercept >= 0:
+            return float(intercept), float(slope)
+    return 0.0, float(y.mean() / max(x.mean(), 1e-9))
+
+
+def bench_grids(folder: Path, notebook_rows: list[dict] | None = None, on_step=lambda: None,
+                timeout: float | None = None) -> tuple[dict, dict]:
+    """Run the quick profile of every grid in params/ into one results folder (points shared between grids
+    run once, as in a real sweep); estimate the full study from the points that ran."""
+    from .records import default_run_dir
     from .sweeps import load_grid, sweep
     grids = _grids()
     if not grids:
         reason = f"no grid files in {PARAMS_DIR}"
         return {"available": False, "reason": reason}, {"available": False, "reason": reason}
-    quick_rows, full_rows, quick_total, full_total = [], [], 0.0, 0.0
+    quick_rows, quick_total = [], 0.0
+    timings: dict[str, list] = {}     # notebook stem -> [(work, seconds)] of the quick points that ran
+    full_points: dict[tuple, dict] = {}  # unique full-profile points over all grids
+    full_errors: dict[str, str] = {}
     for grid in grids:
         try:
-            _, quick_points = load_grid(grid, "quick")
+            notebook, points = load_grid(grid, "quick")
         except StudyError as err:
             quick_rows.append({"grid": grid.name, "status": "skipped", "reason": _first_line(str(err))})
             on_step()
             continue
         df = sweep(grid, profile="quick", results_dir=folder, progress=False, timeout=timeout)
         seconds = float(df.attrs.get("seconds", 0.0))
-        ran = df[df["status"] == "ran"]
-        per_point = float(ran["seconds"].mean()) if len(ran) else None
         quick_total += seconds
-        quick_rows.append({"grid": grid.name, "points": len(df), "ran": int(len(ran)),
-                           "failed": int((df["status"] == "failed").sum()), "seconds": _r(seconds),
-                           "mean_point_s": _r(per_point)})
+        ran = df[df["status"] == "ran"]
+        for point, row in zip(points, df.to_dict("records")):
+            if row["status"] == "ran" and row.get("seconds"):
+                timings.setdefault(notebook.stem, []).append((_work(point), float(row["seconds"])))
+        quick_rows.append({"grid": grid.name, "notebook": notebook.name, "points": len(df), "ran": int(len(ran)),
+                           "shared_done": int((df["status"] == "done").sum()),
+                           "failed": int(df["status"].isin(["failed", "skipped_failed"]).sum()),
+                           "seconds": _r(seconds), "mean_point_s": _r(ran["seconds"].mean()) if len(ran) else None,
+                           "first_error": _first_line(next((e for e in df.get("error", []) if e), None))})
         try:
-            _, full_points = load_grid(grid, "full")
+            notebook_full, points_full = load_grid(grid, "full")
         except StudyError as err:
-            full_rows.append({"grid": grid.name, "status": "skipped", "reason": _first_line(str(err))})
-        else:
-            scale = 1.0
-            eq, ef = _epochs_of(quick_points), _epochs_of(full_points)
-            if eq and ef:
-                scale = ef / eq  # training time grows about linearly with epochs
-            if per_point is not None:
-                est = len(full_points) * per_point * scale
-                full_total += est
-                full_rows.append({"grid": grid.name, "points": len(full_points), "epoch_scale": _r(scale, 2),
-                                  "estimate_s": _r(est)})
+            full_errors[grid.name] = _first_line(str(err))
+            points_full = []
+        for point in points_full:
+            key = (notebook_full.stem, str(default_run_dir(notebook_full.stem, point, folder)))
+            full_points[key] = point
         on_step()
     quick = {"available": True, "seconds": _r(quick_total), "grids": quick_rows}
-    full = {"available": any("estimate_s" in r for r in full_rows), "seconds": _r(full_total) if full_rows else None,
-            "estimate": True, "grids": full_rows,
-            "note": "points of each grid's full profile x its mean quick-profile point time x (full/quick epochs)"}
-    if not full["available"]:
-        full["seconds"] = None
+    per_notebook, missing, total = {}, set(), 0.0
+    for (stem, _), point in full_points.items():
+        if stem not in timings:
+            missing.add(stem)
+            continue
+        fixed, per_unit = _fit_time(timings[stem])
+        est = fixed + per_unit * _work(point)
+        entry = per_notebook.setdefault(stem, {"points": 0, "estimate_s": 0.0, "fixed_s": _r(fixed),
+                                               "per_unit_s": _r(per_unit)})
+        entry["points"] += 1
+        entry["estimate_s"] += est
+        total += est
+    in_grids = {stem for stem, _ in full_points}
+    singles = [r for r in (notebook_rows or []) if r.get("seconds") and Path(r["notebook"]).stem not in in_grids]
+    total += sum(r["seconds"] for r in singles)
+    for entry in per_notebook.values():
+        entry["estimate_s"] = _r(entry["estimate_s"])
+    full = {"available": bool(per_notebook), "seconds": _r(total) if per_notebook else None, "estimate": True,
+            "grids": per_notebook, "unique_points": len(full_points),
+            "notebooks_once_s": {r["notebook"]: r["seconds"] for r in singles},
+            "unestimated_notebooks": sorted(missing),
+            "full_profile_errors": full_errors,
+            "note": "full-profile points of every grid (shared points once) x a line fitted to the quick points' "
+                    "seconds against fraction x epochs, plus each notebook outside the grids once at its defaults"}
     return quick, full
 
 
@@ -794,7 +854,8 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
               batch_size: int = 64, warmup: int | None = None, steps: int | None = None,
               epochs: int | None = None, keep_cache: bool = False, progress: bool = True,
               notebook_timeout: float | None = None, image_size: int | None = None,
-              clip_seconds: float | None = None, matmul_size: int = 2048) -> dict:
+              clip_seconds: float | None = None, matmul_size: int = 2048, pretraining: bool = True,
+              budget_s: float | None = None) -> dict:
     """Run every section; return one JSON-ready dict (see the module docstring).
 
     image_size and clip_seconds set the shapes of the throughput inputs (default: the study's DEFAULTS);
@@ -802,8 +863,9 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
     from .data import load_spec
     from .experiments import DEFAULTS
     started = time.perf_counter()
-    warmup = warmup if warmup is not None else (1 if quick else 3)
+    warmup = warmup if warmup is not None else (1 if quick else 2)
     steps = steps if steps is not None else (3 if quick else 10)
+    budget_s = budget_s if budget_s is not None else (8.0 if quick else 20.0)
     epochs = epochs if epochs is not None else (1 if quick else 3)
     spec_obj = load_spec(spec, data_root)  # fails early, with the file to fix, before any work
     num_classes = spec_obj.num_classes
@@ -813,7 +875,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
     cache = workdir / "cache"
     notebooks, grids = ([], []) if quick else (_notebooks(), _grids())
     cuda = torch.cuda.is_available()
-    n_tasks = (1 + (1 if quick else 2) + 1 + 9 + 2 + 1 + (0 if quick else 1 + len(notebooks) + len(grids))
+    n_tasks = (1 + (1 if quick else 2) + 1 + 9 + 2 + 1 + int(pretraining) + len(notebooks) + len(grids)
                + (27 if cuda else 0))
     results: dict = {"bench": {"quick": quick, "spec": spec, "data_root": data_root or str(spec_obj.root),
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir)},
@@ -837,31 +899,34 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
             results["throughput"] = bench_throughput(
                 device="cpu", peak_gflops=peak["gflops"], num_classes=num_classes, batch_size=batch_size,
                 warmup=warmup, steps=steps, image_size=image_size, clip_samples=clip_samples,
-                sample_rate=sample_rate, on_step=step)
+                sample_rate=sample_rate, budget_s=budget_s, on_step=step)
             bar.set_description("pipelines: project vs plain")
             results["pipeline"] = bench_pipelines(spec, epochs=epochs, batch_size=batch_size,
                                                   literal_resample_probe=not quick, on_step=step)
             bar.set_description("sweep runner overhead")
             runs: dict = {"sweep_overhead": bench_sweep_overhead(workdir / "overhead", repeats=1 if quick else 2)}
             step()
-            if quick:
-                skipped = {"available": False, "reason": "skipped (--quick)"}
-                runs.update(pretraining=dict(skipped), notebooks=[], quick_profile=dict(skipped),
-                            full_study=dict(skipped))
-            else:
+            if pretraining:
                 bar.set_description("pre-training run")
                 runs["pretraining"] = bench_pretraining(spec)
-                step("notebooks")
+                step()
+            else:
+                runs["pretraining"] = {"available": False, "reason": "skipped (--no-pretraining)"}
+            if quick:
+                skipped = {"available": False, "reason": "skipped (--quick)"}
+                runs.update(notebooks=[], quick_profile=dict(skipped), full_study=dict(skipped))
+            else:
+                bar.set_description("notebooks")
                 runs["notebooks"] = bench_notebooks(spec, workdir / "notebooks", on_step=step,
                                                     timeout=notebook_timeout)
                 bar.set_description("quick profile")
-                runs["quick_profile"], runs["full_study"] = bench_grids(workdir / "sweeps", on_step=step,
-                                                                        timeout=notebook_timeout)
+                runs["quick_profile"], runs["full_study"] = bench_grids(workdir / "sweeps", runs["notebooks"],
+                                                                        on_step=step, timeout=notebook_timeout)
             results["runs"] = runs
             bar.set_description("cuda")
             results["cuda"] = bench_cuda(num_classes=num_classes, batch_size=batch_size, warmup=warmup,
                                          steps=steps, image_size=image_size, clip_samples=clip_samples,
-                                         sample_rate=sample_rate, quick=quick, on_step=step)
+                                         sample_rate=sample_rate, quick=quick, budget_s=budget_s, on_step=step)
     finally:
         bar.close()
         if not keep_cache:
@@ -962,6 +1027,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true", help="fewer steps, 1 epoch, no notebooks or grids")
+    parser.add_argument("--no-pretraining", action="store_true", help="skip the pre-training run")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timed steps per throughput case before stopping early (default 8 quick, 20)")
     parser.add_argument("--spec", default="animals", help="dataset YAML: a name in params/datasets/ or a path")
     parser.add_argument("--data-root", default=None, help="data root (default: $STUDY_DATA, else data/)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -986,7 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_bench(args.spec, args.data_root, quick=args.quick, batch_size=args.batch_size,
                         warmup=args.warmup, steps=args.steps, epochs=args.epochs, keep_cache=args.keep_cache,
                         progress=not args.no_progress, notebook_timeout=args.notebook_timeout,
-                        image_size=args.image_size, clip_seconds=args.clip_seconds, matmul_size=args.matmul_size)
+                        image_size=args.image_size, clip_seconds=args.clip_seconds, matmul_size=args.matmul_size,
+                        pretraining=not args.no_pretraining, budget_s=args.budget)
     print(json.dumps(results, indent=1) if args.json else format_table(results))
     return 0
 

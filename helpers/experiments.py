@@ -273,13 +273,14 @@ def embed_all(study: Study, embed_fns: dict) -> dict[str, dict[str, np.ndarray]]
 
 
 def evaluate_embeddings(study: Study, method: str, embed_fns: dict | None = None, Z: dict | None = None,
-                        protocols=("linear_probe", "knn")) -> tuple[list, dict]:
+                        protocols=("linear_probe", "knn"), noisy_labels: bool | None = None) -> tuple[list, dict]:
     """Linear probe (C chosen on validation) and k-NN on frozen embeddings, per modality and fused.
 
-    Probes learn from the clean training labels unless probe_noise is set.
+    Probes of pre-trained encoders learn from the clean training labels unless probe_noise is set;
+    a baseline whose probe *is* its supervised training passes noisy_labels=True.
     """
     Z = Z or embed_all(study, embed_fns)
-    noisy = study.params["probe_noise"]
+    noisy = study.params["probe_noise"] if noisy_labels is None else noisy_labels
     rows, details = [], {}
     for protocol in protocols:
         probas, labels = {}, {}

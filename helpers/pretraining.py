@@ -8,7 +8,8 @@ with the baselines of notebook 02:
 2. pre-training, the epoch kept chosen on the validation part (never on test);
 3. frozen embeddings: linear probe and k-NN per modality and fused (`evaluate_embeddings`; probes
    learn from the clean labels unless probe_noise), retrieval and zero-shot centroid
-   (`evaluate_cross_modal`);
+   (`evaluate_cross_modal`). Contrastive: probes see the encoder output (before the projection
+   head, as in SimCLR), retrieval the shared projection space; generative: the posterior means;
 4. fine-tuning each pre-trained encoder with a linear head (`train_classifier`, protocol
    "finetune") on the *noisy* training labels, as a practitioner would: the labels are all they have.
 
@@ -47,11 +48,14 @@ AUDIO_ENCODERS = ("audio_mel", "audio_wave")  # or "timm:<name>:audio_mel"
 METHOD_NAMES = {"infonce": "contrastive", "supcon": "supcon", "mvae": "mvae", "autoencoder": "autoencoder"}
 
 # Parameters of the cores beyond experiments.DEFAULTS (prepare_study rejects any other name).
-# `epochs` is overridden here: 6 pre-training epochs take about a minute at fraction 0.8 on a 2-core CPU.
-CONTRASTIVE_EXTRA = dict(epochs=6, objective="infonce", audio_encoder="audio_mel", proj_dim=64, simclr=False,
-                         remedy="none", drop_rate=None, finetune_epochs=5)
-GENERATIVE_EXTRA = dict(epochs=6, objective="mvae", audio_encoder="audio_mel", latent_dim=32, beta=1.0,
-                        finetune_epochs=5)
+# `epochs` is overridden here (DEFAULTS' 10 would take several minutes): 4 pre-training epochs at fraction
+# 0.8 and image_size 64 take about a minute on a quiet 2-core CPU. Fine-tuning: 3 epochs per modality.
+CONTRASTIVE_EXTRA = dict(epochs=4, objective="infonce", audio_encoder="audio_mel", proj_dim=64, simclr=False,
+                         remedy="none", drop_rate=None, finetune_epochs=3)
+# decoder_width 16 (models.py's default is 32): an MVAE step decodes 3 posteriors into 2 modalities, and
+# at width 32 the decoders cost 3-4 times the encoders.
+GENERATIVE_EXTRA = dict(epochs=4, objective="mvae", audio_encoder="audio_mel", latent_dim=32, beta=1.0,
+                        decoder_width=16, finetune_epochs=3)
 SIMCLR_LOG_SCALE = math.log(1 / 0.1)  # SimCLR's temperature 0.1, fixed
 
 
@@ -79,6 +83,7 @@ def _check_extras(p: dict, objectives: tuple) -> None:
              "drop_rate", "must be None (= the noise rate) or a fraction in [0, 1)")
     if "latent_dim" in p:
         need(is_int(p["latent_dim"], 2), "latent_dim", "must be an integer >= 2")
+        need(is_int(p["decoder_width"], 4), "decoder_width", "must be an integer >= 4")
         need(isinstance(p["beta"], (int, float)) and not isinstance(p["beta"], bool) and p["beta"] >= 0,
              "beta", "must be a non-negative number")
 
@@ -319,7 +324,7 @@ class PairedVAE(nn.Module):
     """
 
     def __init__(self, audio_kind: str, embed_dim: int, sample_rate: int, latent_dim: int, image_size: int,
-                 clip_samples: int, shared: bool):
+                 clip_samples: int, shared: bool, decoder_width: int = 32):
         super().__init__()
         self.shared = shared
         self.encoders = nn.ModuleDict({"image": make_encoder("image", embed_dim, sample_rate),
@@ -329,8 +334,8 @@ class PairedVAE(nn.Module):
         # the decoder's target is what the mel encoder sees; a waveform encoder gets the same front end apart
         self.mel = None if hasattr(audio, "log_mel") else LogMel(sample_rate)
         n_mels, n_frames = (audio.mel_shape if self.mel is None else self.mel.shape)(clip_samples)
-        self.decoders = nn.ModuleDict({"image": ImageDecoder(latent_dim, image_size),
-                                       "audio": MelDecoder(latent_dim, n_mels, n_frames)})
+        self.decoders = nn.ModuleDict({"image": ImageDecoder(latent_dim, image_size, decoder_width),
+                                       "audio": MelDecoder(latent_dim, n_mels, n_frames, decoder_width)})
 
     def target(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         if modality == "image":
@@ -449,15 +454,20 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     method, shared = method_name(p), p["objective"] == "mvae"
     seed_everything(p["seed"])
     model = PairedVAE(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["latent_dim"], p["image_size"],
-                      study.clip_samples, shared).to(study.device)
+                      study.clip_samples, shared, p["decoder_width"]).to(study.device)
     weights = _recon_weights(model, study)
     pairs, dev, beta = _Pairs(study, p["seed"]), study.device, float(p["beta"])
 
-    def elbo(experts: list, targets: dict) -> torch.Tensor:
-        mu, logvar = model.posterior(experts)
+    def elbo(posteriors: list, targets: dict) -> torch.Tensor:
+        """Sum of the negative ELBOs of the posteriors, each decoded into every target modality.
+        One decoder call on the stacked latents: recon_mse and the KL average over the stacked batch,
+        hence the factor len(posteriors)."""
+        mu, logvar = (torch.cat(t) for t in zip(*posteriors))
         z = reparameterize(mu, logvar)
-        recon = sum(weights[m] * recon_mse(model.decode(m, z), t) for m, t in targets.items())
-        return recon + beta * kl_standard_normal(mu, logvar)
+        k = len(posteriors)
+        recon = sum(weights[m] * recon_mse(model.decode(m, z), t.repeat(k, *([1] * (t.dim() - 1))))
+                    for m, t in targets.items())
+        return k * (recon + beta * kl_standard_normal(mu, logvar))
 
     def step(b, gen):
         a, i, _ = pairs.batch(b)
@@ -467,7 +477,8 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
         e = {m: model.expert(m, x[m]) for m in x}
         if not shared:
             return sum(elbo([e[m]], {m: t[m]}) for m in x)
-        return elbo([e["audio"], e["image"]], t) + elbo([e["audio"]], t) + elbo([e["image"]], t)
+        posteriors = [model.posterior(ex) for ex in ([e["audio"], e["image"]], [e["audio"]], [e["image"]])]
+        return elbo(posteriors, t)
 
     X_val = {m: study.inputs(m, study.split[m].val) for m in ("image", "audio")}
     with torch.no_grad():
@@ -631,3 +642,21 @@ def plot_reconstructions(examples: dict, title: str = ""):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def headline_numbers(record: dict) -> dict:
+    """method -> the numbers a conclusion quotes (plain test split): probe/k-NN/fine-tune accuracy per view
+    (e.g. "linear_probe/image"), retrieval mAP and zero-shot accuracy per direction (e.g. "mAP/audio->image")."""
+    df = _frame(record)
+    df = df[df["test_set"] == "test"]
+    out = {}
+    for method, g in df.groupby("method", sort=False):
+        d = {}
+        for r in g.itertuples(index=False):
+            if r.protocol == "retrieval":
+                d[f"mAP/{r.view}"] = r.mAP
+                d[f"R@1/{r.view}"] = r.recall_at_1
+            else:
+                d[f"{r.protocol}/{r.view}"] = r.accuracy
+        out[method] = d
+    return out

@@ -28,11 +28,11 @@ from .config import RESULTS_DIR, StudyError
 
 # The axes the study varies; every other parameter is a setting of one notebook.
 AXES = ("fraction", "noise", "noise_kind")
-# Two runs are paired (compare_methods) when they share the seed and everything that decides the
-# data a model sees: the split and noisy labels (seed, fraction, noise, noise_kind) and the inputs.
-# Training settings (epochs, lr, ...) are a method's own business and may differ between methods.
-MATCH_PARAMS = ("dataset", "fraction", "noise", "noise_kind", "probe_noise", "image_size", "sample_rate",
-                "clip_seconds", "lowpass_hz", "normalize_loudness", "external_data")
+# Two runs are paired (compare_methods) when they share the seed and what the seed draws: the data
+# set, the training subset (fraction) and the flipped labels (noise, noise_kind); the test split is
+# fixed. Input and training settings (image_size, epochs, ...) are each method's own choice and may
+# differ between the two sides; compare_methods lists those that do.
+MATCH_PARAMS = ("dataset", "fraction", "noise", "noise_kind")
 # Where and how a run was computed, not what: never a condition, never a reason to separate runs.
 BOOKKEEPING = ("run_dir", "device", "progress", "code_version", "written_at", "record")
 METRICS = ("accuracy", "macro_f1", "recall_at_1", "recall_at_5", "mAP")
@@ -259,6 +259,7 @@ def compare_methods(df: pd.DataFrame, a, b, metric: str = "accuracy", over=(), m
         raise StudyError("compare_methods pairs runs by seed; the table has no seed column")
     side_a, side_b = _select(d, a), _select(d, b)
     la, lb = _label(a), _label(b)
+    differences = _setting_differences(side_a, side_b, keys)
     sa, sb = _one_per_key(side_a, keys, metric, la), _one_per_key(side_b, keys, metric, lb)
     joined = pd.concat([sa.rename("a"), sb.rename("b")], axis=1, join="outer").reset_index()
     rows = []
@@ -280,9 +281,23 @@ def compare_methods(df: pd.DataFrame, a, b, metric: str = "accuracy", over=(), m
         else:
             row.update(mean_diff=math.nan, ci_lo=None, ci_hi=None, test="paired t-test", p_value=None,
                        wilcoxon_p=None, cohens_dz=None)
+        row["differences"] = differences
         row["statement"] = _statement(row, confidence)
         rows.append(row)
     return _sorted(pd.DataFrame(rows), over)
+
+
+def _setting_differences(side_a: pd.DataFrame, side_b: pd.DataFrame, keys) -> str:
+    """Parameters with different values on the two sides, e.g. "epochs: 2 vs 4; image_size: 64 vs 32"."""
+    out = []
+    for c in param_columns(side_a):
+        if c in keys or c == "seed" or c not in side_b:
+            continue
+        va = sorted({str(v) for v in side_a[c].dropna().unique()})
+        vb = sorted({str(v) for v in side_b[c].dropna().unique()})
+        if va and vb and va != vb:
+            out.append(f"{c}: {'/'.join(va)} vs {'/'.join(vb)}")
+    return "; ".join(out)
 
 
 def _statement(row: dict, confidence: float = 0.95) -> str:
@@ -296,11 +311,13 @@ def _statement(row: dict, confidence: float = 0.95) -> str:
     text += (f", {confidence:.0%} CI [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}], {row['test']} over "
              f"{row['n']} paired seeds p = {row['p_value']:.3g}")
     text += f", effect size d_z = {row['cohens_dz']:.2f}" if row["cohens_dz"] is not None else ", no spread in the differences"
+    if row.get("differences"):
+        text += f" (settings differ: {row['differences']})"
     return text
 
 
 _COMPARE_FIELDS = {"a", "b", "metric", "n", "seeds", "mean_a", "mean_b", "unpaired_a", "unpaired_b", "mean_diff",
-                   "ci_lo", "ci_hi", "test", "p_value", "wilcoxon_p", "cohens_dz", "statement"}
+                   "ci_lo", "ci_hi", "test", "p_value", "wilcoxon_p", "cohens_dz", "statement", "differences"}
 
 
 def primary_protocols(df: pd.DataFrame) -> pd.DataFrame:
@@ -374,8 +391,10 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
                 f"n={int(pts['n'].min())}-{int(pts['n'].max())}"
             colour = colours(k % 10)
             ax.plot(pts[x], pts["mean"], marker="o", color=colour, label=f"{label}, {seeds}")
-            ax.fill_between(pts[x].to_numpy(float), pts["lo"].to_numpy(float), pts["hi"].to_numpy(float),
-                            color=colour, alpha=0.18, linewidth=0)
+            lo, hi = pts["lo"].to_numpy(float), pts["hi"].to_numpy(float)
+            if metric in METRICS:  # a t interval over 2-3 seeds can leave [0, 1]; the metric cannot
+                lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+            ax.fill_between(pts[x].to_numpy(float), lo, hi, color=colour, alpha=0.18, linewidth=0)
         ax.set_title(f"view: {view}")
         ax.set_xlabel(X_LABELS.get(x, x))
         ax.set_xticks(sorted(s[x].unique()))
@@ -383,7 +402,8 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
     axes[0].set_ylabel(f"{metric} ({test_set or 'all'} set)")
-    fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: mean over seeds, {confidence:.0%} t-interval band")
+    clipped = " (clipped to [0, 1])" if metric in METRICS else ""
+    fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: mean over seeds, {confidence:.0%} t-interval band{clipped}")
     return fig
 
 
@@ -854,7 +874,9 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list) -> lis
 
     test = d[d["test_set"] == "test"]
     lines += [f"## Accuracy and macro-F1 on the test split ({where})", "",
-              "Mean over seeds with a 95% Student-t interval over seeds, and the number of seeds.", ""]
+              "Mean over seeds with a 95% Student-t interval over seeds, and the number of seeds"
+              + (" (with 2-3 seeds the t interval is wide and can reach past 0 or 1: more seeds narrow it)"
+                 if test["seed"].nunique() < 4 else "") + ".", ""]
     head = _where(test, cond)
     for metric in ("accuracy", "macro_f1"):
         s = summarise(head[head[metric].notna()], by=["method", "protocol", "view"], metric=metric)
@@ -915,16 +937,18 @@ def _headline_figure(head: pd.DataFrame):
         return None
     s = summarise(d, by=["method", "protocol", "view"], metric="accuracy")
     views = [v for v in VIEW_ORDER if v in set(s["view"])]
-    fig, axes = _new_figure(len(views), width=3.6)
+    fig, axes = _new_figure(len(views), width=3.6, height=max(2.2, 0.3 * s.groupby("view").size().max() + 1.2),
+                            sharey=False)
     for ax, view in zip(axes, views):
         sv = s[s["view"] == view].sort_values("mean")
-        err = np.vstack([sv["mean"] - sv["lo"], sv["hi"] - sv["mean"]])
+        lo, hi = sv["lo"].clip(0, 1), sv["hi"].clip(0, 1)  # the metric lives in [0, 1]; a 2-seed t interval may not
+        err = np.vstack([sv["mean"] - lo, hi - sv["mean"]])
         ax.barh(sv["method"], sv["mean"], xerr=err, color="tab:blue", alpha=0.75, capsize=3)
         ax.set_title(f"view: {view}")
         ax.set_xlabel("accuracy (test)")
         ax.set_xlim(0, 1)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Test accuracy: mean over seeds and 95% t-interval")
+    fig.suptitle("Test accuracy: mean over seeds and 95% t-interval (clipped to [0, 1])")
     return fig
 
 
@@ -946,42 +970,57 @@ def _drops_figure(drops: pd.DataFrame):
     return fig
 
 
-def main(argv=None) -> int:
-    """`python -m helpers report [--results results] [--no-html]`."""
-    parser = argparse.ArgumentParser(prog="python -m helpers report",
-                                     description="Aggregate metrics records into summary.csv, figures and README.md.")
-    parser.add_argument("--results", default=str(RESULTS_DIR), help="results folder (default: results/)")
-    parser.add_argument("--no-html", action="store_true", help="skip the HTML renderings of executed notebooks")
-    args = parser.parse_args(argv)
-    out = write_report(args.results, html=not args.no_html)
-    if out["rows"] == 0:
-        print(f"no result records under {Path(args.results) / 'runs'}; wrote an empty report to {out['readme']}")
-    else:
-        print(f"{out['records']} records, {out['rows']} result rows -> {out['summary']}, "
-              f"{len(out['figures'])} figures, {len(out['notebooks'])} notebook pages, {out['readme']}")
-    return 0
-
-
 # ---------------------------------------------------------------------------- analysis notebooks
 
 def resolve_results_dir(results_dir) -> Path:
-    """results_dir as given if absolute, else relative to the repository (a notebook's working
-    directory may be notebooks/)."""
+    """The results folder a notebook parameter names: "" or "results" is helpers.config.RESULTS_DIR
+    (results/, or $STUDY_RESULTS when set, as in the tests); another relative path is taken from
+    the repository root (a notebook's working directory may be notebooks/)."""
     from .config import REPO_ROOT
-    path = Path(results_dir or RESULTS_DIR).expanduser()
+    if not results_dir or str(results_dir).rstrip("/") == "results":
+        return RESULTS_DIR
+    path = Path(results_dir).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def collect_grid(grid, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False,
-                 progress: bool = False) -> dict:
-    """The records of a grid's points (read from their run folders); with run_missing, first run
-    the grid with helpers.sweeps.sweep if any point has no record.
+def run_missing_points(notebook, points, results_dir, timeout=None) -> pd.DataFrame:
+    """Run each point that has no record, the way helpers.sweeps does (same run folders, the same
+    point locks, so a concurrent sweep never runs a point twice at once; a point whose folder holds
+    an error.txt is left alone). Unlike `python -m helpers sweep`, points recorded by an older
+    code version are not re-run: an analysis notebook fills gaps, a sweep refreshes.
+    One row per point run: the parameters, status, seconds, run_dir, error."""
+    import time
 
-    A record counts when its parameters match the point, whatever code version made it (the
-    sweep itself re-runs stale points when it runs). Returns {"grid", "notebook", "points",
-    "records", "missing" (points without a record), "failed" (run folders with error.txt and
-    their first line), "ran" (True if a sweep ran), "sweep" (its table or None)}.
-    Raises StudyError when the grid or its notebook does not exist.
+    from . import sweeps
+    rows = []
+    for point in points:
+        run_dir = rec.default_run_dir(Path(notebook).stem, point, results_dir).resolve()
+        while not sweeps.try_lock(run_dir):  # another sweep runs this point: wait for it
+            time.sleep(sweeps.POLL_S)
+        try:
+            record = rec.read_record(run_dir)
+            if record is not None and rec.params_match(record.get("params") or {}, point):
+                row = {"status": "done", "seconds": None, "run_dir": str(run_dir), "error": None}
+            elif (run_dir / sweeps.ERROR_NAME).exists():
+                row = {"status": "skipped_failed", "seconds": None, "run_dir": str(run_dir),
+                       "error": sweeps._first_line(run_dir / sweeps.ERROR_NAME)}
+            else:
+                row = sweeps.run_point(notebook, point, run_dir, timeout=timeout)
+        finally:
+            sweeps.release_lock(run_dir)
+        rows.append({**point, **{k: row.get(k) for k in ("status", "seconds", "run_dir", "error")}})
+    return pd.DataFrame(rows)
+
+
+def collect_grid(grid, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False) -> dict:
+    """The records of a grid's points (read from their run folders); with run_missing, first run
+    the points that have no record (run_missing_points).
+
+    A record counts when its parameters match the point, whatever code version made it: re-run
+    stale points with `python -m helpers sweep GRID --profile ...`. Returns {"grid", "notebook",
+    "points", "records", "missing" (points without a record), "failed" (run folders with
+    error.txt and their first line), "ran" (True if points were run), "sweep" (their table or
+    None)}. Raises StudyError when the grid or its notebook does not exist.
     """
     from . import sweeps
     results_dir = resolve_results_dir(results_dir)
@@ -1004,30 +1043,34 @@ def collect_grid(grid, profile: str = "quick", results_dir=RESULTS_DIR, run_miss
     found, missing, failed = read()
     table = None
     if missing and run_missing:
-        table = sweeps.sweep(grid, profile=profile, results_dir=results_dir, progress=progress)
+        import time
+        start = time.perf_counter()
+        table = run_missing_points(notebook, missing, results_dir)
+        table.attrs["seconds"] = time.perf_counter() - start
         found, missing, failed = read()
     return {"grid": str(grid), "notebook": notebook.stem, "points": points, "records": found, "missing": missing,
             "failed": failed, "ran": table is not None, "sweep": table}
 
 
-def collect_grids(grids, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False,
-                  progress: bool = False) -> tuple[list[dict], pd.DataFrame]:
+def collect_grids(grids, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False
+                  ) -> tuple[list[dict], pd.DataFrame]:
     """collect_grid for several grids; a grid whose notebook or file does not exist yet is reported,
     not raised. Returns (all records, one status row per grid)."""
     all_records, status = [], []
     for grid in grids:
         try:
-            got = collect_grid(grid, profile, results_dir, run_missing, progress)
+            got = collect_grid(grid, profile, results_dir, run_missing)
         except StudyError as e:
             status.append({"grid": grid, "notebook": None, "points": 0, "records": 0, "missing": None,
-                           "failed": None, "ran_sweep": False, "note": f"skipped: {e}"})
+                           "failed": None, "ran_points": 0, "note": f"skipped: {e}"})
             continue
         all_records += got["records"]
         seconds = got["sweep"].attrs.get("seconds") if got["sweep"] is not None else None
         note = "; ".join(f"{Path(f['run_dir']).name}: {f['error']}" for f in got["failed"][:3])
         status.append({"grid": grid, "notebook": got["notebook"], "points": len(got["points"]),
                        "records": len(got["records"]), "missing": len(got["missing"]), "failed": len(got["failed"]),
-                       "ran_sweep": got["ran"], "sweep_seconds": None if seconds is None else round(seconds, 1),
+                       "ran_points": 0 if got["sweep"] is None else int((got["sweep"]["status"] == "ran").sum()),
+                       "run_seconds": None if seconds is None else round(seconds, 1),
                        "code_versions": ",".join(sorted({str(r.get("code_version")) for r in got["records"]})),
                        "note": note})
     return all_records, pd.DataFrame(status)
@@ -1127,6 +1170,10 @@ def plot_learning_curves(df: pd.DataFrame, fits: pd.DataFrame, metric: str = "ac
         if target is not None:
             ax.axhline(target, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+        ticks = sorted(set(d.loc[d["view"] == view, "n_train"].dropna().astype(int)))
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"view: {view}")
         ax.set_xlabel("training items (log scale)")
         ax.grid(alpha=0.3, which="both")
@@ -1134,3 +1181,19 @@ def plot_learning_curves(df: pd.DataFrame, fits: pd.DataFrame, metric: str = "ac
     axes[0].set_ylabel(f"{metric} ({test_set} set)")
     fig.suptitle(title or f"{metric} = a - b·n^-c fitted per method; dashed: extrapolation")
     return fig
+
+
+def main(argv=None) -> int:
+    """`python -m helpers report [--results results] [--no-html]`."""
+    parser = argparse.ArgumentParser(prog="python -m helpers report",
+                                     description="Aggregate metrics records into summary.csv, figures and README.md.")
+    parser.add_argument("--results", default=str(RESULTS_DIR), help="results folder (default: results/)")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML renderings of executed notebooks")
+    args = parser.parse_args(argv)
+    out = write_report(args.results, html=not args.no_html)
+    if out["rows"] == 0:
+        print(f"no result records under {Path(args.results) / 'runs'}; wrote an empty report to {out['readme']}")
+    else:
+        print(f"{out['records']} records, {out['rows']} result rows -> {out['summary']}, "
+              f"{len(out['figures'])} figures, {len(out['notebooks'])} notebook pages, {out['readme']}")
+    return 0

@@ -3,11 +3,15 @@
 Translators (both directions, trained on the paired training data; pairs from `pair_sampler`, re-drawn
 every epoch, so a clip is paired with any image of its (noisy) label's class):
 
-* "translator": a dedicated conditional translator. The source encoder (the study's image CNN or log-mel
-  CNN) feeds a class head (cross-entropy on the source's noisy training label) and a latent; the
-  decoder of the target modality (`ImageDecoder`, or `MelDecoder` for the standardised log-mel of
-  `models.LogMel`) sees the latent *and* the predicted class probabilities, so it is told which
-  animal to draw. Loss: per-element squared error / variance of the target + class_weight * CE.
+* "translator": a dedicated conditional translator. A source encoder (the study's image CNN or log-mel
+  CNN) and class head give an embedding and class probabilities; the output is the class prototype
+  (training class means of the target, weighted by those probabilities) plus what a decoder of the
+  target modality (`ImageDecoder`, or `MelDecoder` for the standardised log-mel of `models.LogMel`)
+  draws from a latent of the embedding and the probabilities. Loss: per-element squared error /
+  variance of the target. translator_encoder="judge" (default, fast):
+  encoder and head are the source modality's judge (below), frozen, so only the decoder learns;
+  "own": its own encoder, trained end to end with + class_weight * cross-entropy on the source's
+  noisy labels as the class term.
 * "mvae_cross": the cross decoders of notebook 04's multimodal VAE (helpers.pretraining): the
   posterior mean of one modality alone, decoded into the other.
 
@@ -45,15 +49,15 @@ from . import evaluation as ev
 from .config import StudyError
 from .experiments import DEFAULTS, Study, make_record, pair_sampler, prepare_study, train_classifier
 from .models import AudioMelCNN, Classifier, ImageDecoder, LogMel, MelDecoder, make_encoder, standardize
-from .records import params_match
 from .splits import pair_by_class
 from .training import History, fit, predict, seed_everything
 
 DIRECTIONS = ("audio->image", "image->audio")
 MVAE_SOURCES = ("auto", "train", "off")
 # Parameters of notebook 06 beyond experiments.DEFAULTS (prepare_study rejects any other name).
-TRANSLATION_EXTRA = dict(epochs=3, latent_dim=64, class_weight=1.0, fractions="0.2,0.8", mvae="auto",
-                         griffin_lim_iters=32)
+TRANSLATION_EXTRA = dict(epochs=3, translator_encoder="judge", latent_dim=64, class_weight=1.0,
+                         fractions="0.2,0.8", mvae="auto", griffin_lim_iters=16)
+TRANSLATOR_ENCODERS = ("judge", "own")
 # What a notebook 04 run must share with this one for its MVAE to be reused (data, split, inputs, sizes).
 MVAE_MATCH = ("dataset", "fraction", "noise", "noise_kind", "seed", "image_size", "sample_rate", "clip_seconds",
               "lowpass_hz", "normalize_loudness", "embed_dim")
@@ -82,6 +86,8 @@ def _check_extras(p: dict) -> None:
     def is_int(v, low):
         return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
+    need(p["translator_encoder"] in TRANSLATOR_ENCODERS, "translator_encoder",
+         f"must be one of {TRANSLATOR_ENCODERS} (the source judge's encoder, frozen; or its own, trained)")
     need(is_int(p["latent_dim"], 2), "latent_dim", "must be an integer >= 2")
     need(isinstance(p["class_weight"], (int, float)) and not isinstance(p["class_weight"], bool)
          and p["class_weight"] >= 0, "class_weight", "must be a non-negative number (0: no class term)")
@@ -108,20 +114,25 @@ class MelInverter(nn.Module):
     """
 
     def __init__(self, sample_rate: int, num_samples: int, log_mean: float, log_std: float, n_mels: int = 64,
-                 n_iter: int = 32):
+                 n_iter: int = 16):
         super().__init__()
         ref = LogMel(sample_rate, n_mels)
         self.sample_rate, self.num_samples, self.n_mels = sample_rate, num_samples, n_mels
         self.log_mean, self.log_std = float(log_mean), float(log_std)
         self.n_fft, self.hop_length = ref.n_fft, ref.hop_length
         self.inverse_mel = torchaudio.transforms.InverseMelScale(
-            n_stft=ref.n_fft // 2 + 1, n_mels=n_mels, sample_rate=sample_rate, f_min=0.0, f_max=sample_rate / 2)
+            n_stft=ref.n_fft // 2 + 1, n_mels=n_mels, sample_rate=sample_rate, f_min=0.0, f_max=sample_rate / 2,
+            driver="gelsd")  # SVD least squares: at 8 kHz some of the 64 mel filters are empty (rank-deficient)
+        # InverseMelScale solves min ||fb^T S - M|| with a batched SVD on every call; its minimum-norm solution
+        # is pinv(fb^T) M, so the pseudo-inverse is computed once here and applied as a product (seconds faster
+        # per test set; test_translation checks that both agree).
+        self.register_buffer("fb_pinv", torch.linalg.pinv(self.inverse_mel.fb.T), persistent=False)
         self.griffin_lim = torchaudio.transforms.GriffinLim(
             n_fft=ref.n_fft, n_iter=n_iter, hop_length=ref.hop_length, power=2.0, length=num_samples,
             rand_init=False)  # deterministic: the same mel always gives the same sound
 
     @classmethod
-    def from_study(cls, study: Study, n_iter: int = 32, max_clips: int = 256) -> "MelInverter":
+    def from_study(cls, study: Study, n_iter: int = 16, max_clips: int = 256) -> "MelInverter":
         """Level and spread of the unstandardised log-mel, measured on (up to max_clips) training clips."""
         ref = LogMel(study.params["sample_rate"])
         X = study.audio(study.split["audio"].train[:max_clips])
@@ -135,7 +146,7 @@ class MelInverter(nn.Module):
         if mel.dim() != 3 or mel.shape[1] != self.n_mels:
             raise StudyError(f"expected standardised log-mels [B, {self.n_mels}, n_frames], got {tuple(mel.shape)}")
         power = torch.exp(mel.float() * self.log_std + self.log_mean).clamp(max=1e8)
-        spec = self.inverse_mel(power).clamp(min=0.0)
+        spec = torch.relu(self.fb_pinv @ power)  # = self.inverse_mel(power), as InverseMelScale clamps with relu
         wave = self.griffin_lim(spec)
         wave = torch.nan_to_num(wave)
         return 0.9 * wave / wave.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
@@ -143,39 +154,82 @@ class MelInverter(nn.Module):
 
 # --------------------------------------------------------------------------- the dedicated translator
 class Translator(nn.Module):
-    """Source encoder -> (latent, class probabilities) -> decoder of the target modality.
+    """Source encoder -> class probabilities and a latent -> the target modality.
 
-    direction "image->audio": image CNN -> MelDecoder (standardised log-mel of the clip);
-    direction "audio->image": log-mel CNN -> ImageDecoder (pixels in (0, 1)).
+    direction "image->audio": image CNN -> standardised log-mel of a clip (MelDecoder);
+    direction "audio->image": log-mel CNN -> image with pixels in (0, 1) (ImageDecoder).
+    The output is a class-conditional prototype plus what the decoder adds: the prototype is the mean of
+    the training targets of each class (by their noisy labels, `set_prototypes`) weighted by the source's
+    class probabilities, so the translator draws the animal the source sounds or looks like from the
+    first step, and the decoder (fed the latent and the probabilities) learns the rest; images are
+    combined in logit space so they stay in (0, 1). Before `set_prototypes` the prototype is neutral
+    (grey image, zero log-mel) and the output is the decoder's alone.
+    `classifier`: a trained classifier of the source modality whose encoder and head are used, frozen
+    (a copy); without it the translator has its own encoder and class head, trained end to end.
     """
 
     def __init__(self, direction: str, num_classes: int, embed_dim: int = 128, sample_rate: int = 8000,
-                 image_size: int = 64, clip_samples: int = 16000, latent_dim: int = 64):
+                 image_size: int = 64, clip_samples: int = 16000, latent_dim: int = 64,
+                 classifier: Classifier | None = None, width: int = 32):
         super().__init__()
         self.source, self.target_modality = _direction(direction)
         self.direction = direction
-        self.encoder = make_encoder("image" if self.source == "image" else "audio_mel", embed_dim, sample_rate)
-        self.class_head = nn.Linear(embed_dim, num_classes)
+        if classifier is not None:
+            self.encoder, self.class_head = copy.deepcopy(classifier.encoder), copy.deepcopy(classifier.head)
+            self.encoder.requires_grad_(False)
+            self.class_head.requires_grad_(False)
+            embed_dim = self.encoder.embed_dim
+        else:
+            self.encoder = make_encoder("image" if self.source == "image" else "audio_mel", embed_dim, sample_rate)
+            self.class_head = nn.Linear(embed_dim, num_classes)
+        self.frozen = classifier is not None
+        if self.frozen:
+            self.encoder.eval()  # and kept so by train(): its batch-norm statistics are the classifier's
         self.to_latent = nn.Sequential(nn.Linear(embed_dim, latent_dim), nn.ReLU(inplace=True))
         self.mel = LogMel(sample_rate)  # the target space of image->audio (the space the log-mel CNN sees)
         code = latent_dim + num_classes
         if self.target_modality == "image":
-            self.decoder = ImageDecoder(code, image_size)
+            self.decoder = ImageDecoder(code, image_size, width)
+            shape, neutral = (3, image_size, image_size), 0.5
         else:
-            self.decoder = MelDecoder(code, *self.mel.shape(clip_samples))
+            shape = self.mel.shape(clip_samples)
+            self.decoder, neutral = MelDecoder(code, *shape, width), 0.0
+        self.register_buffer("prototypes", torch.full((num_classes, *shape), neutral))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:  # a frozen encoder keeps its batch-norm statistics
+            self.encoder.eval()
+        return self
+
+    @torch.no_grad()
+    def set_prototypes(self, targets: torch.Tensor, labels) -> None:
+        """Per class, the mean of the training targets labelled with it (the overall mean for a class with none)."""
+        labels = torch.as_tensor(np.asarray(labels))
+        targets = targets.to(self.prototypes.device, self.prototypes.dtype)
+        for c in range(len(self.prototypes)):
+            chosen = targets[labels == c]
+            self.prototypes[c] = (chosen if len(chosen) else targets).mean(0)
 
     def target(self, x_target: torch.Tensor) -> torch.Tensor:
-        """What the decoder reconstructs from a target-modality input: the image, or the clip's log-mel."""
+        """What the translator reconstructs from a target-modality input: the image, or the clip's log-mel."""
         return x_target if self.target_modality == "image" else self.mel(x_target)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(decoder code, class logits) of source inputs."""
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding, class logits) of source inputs."""
         h = self.encoder(x)
-        logits = self.class_head(h)
-        return torch.cat([self.to_latent(h), torch.softmax(logits, dim=1)], dim=1), logits
+        return h, self.class_head(h)
+
+    def decode(self, h: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits, dim=1)
+        prototype = torch.einsum("bk,k...->b...", probs, self.prototypes)
+        out = self.decoder(torch.cat([self.to_latent(h), probs], dim=1))
+        if self.target_modality == "image":
+            return torch.sigmoid(torch.logit(prototype, eps=1e-3) + torch.logit(out, eps=1e-6))
+        return prototype + out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encode(x)[0])
+        return self.decode(*self.features(x))
 
 
 class _EpochPairs:
@@ -208,29 +262,61 @@ def _val_pairs(study: Study) -> tuple[np.ndarray, np.ndarray]:
     return a_val[keep], i_val[partner]
 
 
-def train_translator(study: Study, direction: str, num_epochs: int | None = None) -> tuple[Translator, History]:
-    """Train a conditional translator on the study's training pairs; the epoch kept is the one with the
-    smallest validation reconstruction error (a fixed pairing of validation clips and images)."""
+class _Lookup:
+    """Rows of tensors computed once for some items of a modality, fetched by item index."""
+
+    def __init__(self, idx: np.ndarray, size: int, *tensors: torch.Tensor):
+        self.pos = np.full(size, -1)
+        self.pos[idx] = np.arange(len(idx))
+        self.tensors = tensors
+
+    def __call__(self, idx: np.ndarray) -> list[torch.Tensor]:
+        rows = torch.as_tensor(self.pos[idx])
+        if (rows < 0).any():
+            raise StudyError("a training pair names an item outside the training split")
+        return [t[rows] for t in self.tensors]
+
+
+def train_translator(study: Study, direction: str, num_epochs: int | None = None,
+                     source_classifier: Classifier | None = None) -> tuple[Translator, History]:
+    """Train a conditional translator on the study's training pairs (re-drawn every epoch); the epoch kept
+    has the smallest validation reconstruction error (a fixed pairing of validation clips and images).
+
+    With `source_classifier` (a classifier trained on the source modality, e.g. its judge) its encoder
+    and class head are frozen, their outputs and the targets are computed once, and only the latent
+    layer and the decoder learn (fast). Without it, the translator's own encoder learns too, with
+    class_weight * cross-entropy on the source's noisy labels as the class term.
+    Loss: per-element squared error divided by the variance of the training targets.
+    """
     p = study.params
     src, tgt = _direction(direction)
     seed_everything(p["seed"])
     model = Translator(direction, study.num_classes, p["embed_dim"], p["sample_rate"], p["image_size"],
-                       study.clip_samples, p.get("latent_dim", TRANSLATION_EXTRA["latent_dim"])).to(study.device)
+                       study.clip_samples, p.get("latent_dim", TRANSLATION_EXTRA["latent_dim"]),
+                       classifier=source_classifier).to(study.device)
     class_weight = float(p.get("class_weight", TRANSLATION_EXTRA["class_weight"]))
     dev = study.device
-    with torch.no_grad():  # the target's variance: the reconstruction term starts near 1 whatever the modality
-        t = model.target(study.inputs(tgt, study.split[tgt].train[:256]).to(dev))
-        target_var = max(float(t.var()), 1e-6)
+    tgt_idx = study.split[tgt].train
+    targets = _Lookup(tgt_idx, len(getattr(study.data, tgt).y),
+                      predict(model.target, study.inputs(tgt, tgt_idx), dev))  # targets un-augmented
+    target_var = max(float(targets.tensors[0].var()), 1e-6)  # the loss is about 1 for the mean, in both modalities
+    model.set_prototypes(targets.tensors[0], study.y_train[tgt][tgt_idx])  # noisy labels, as a practitioner has
+    if model.frozen:
+        src_idx = study.split[src].train
+        features = _Lookup(src_idx, len(getattr(study.data, src).y),
+                           *[predict(lambda x, k=k: model.features(x)[k], study.inputs(src, src_idx), dev)
+                             for k in (0, 1)])
     pairs = _EpochPairs(study, p["seed"])
 
     def step(b, gen):
         a, i = pairs.batch(b)
         idx = {"audio": a, "image": i}
-        x = study.inputs(src, idx[src], train=True).to(dev)
-        with torch.no_grad():
-            target = model.target(study.inputs(tgt, idx[tgt]).to(dev))  # the target un-augmented
-        code, logits = model.encode(x)
-        loss = F.mse_loss(model.decoder(code), target) / target_var
+        target = targets(idx[tgt])[0].to(dev)
+        if model.frozen:
+            h, logits = (t.to(dev) for t in features(idx[src]))
+            return F.mse_loss(model.decode(h, logits), target) / target_var
+        h, logits = model.features(study.inputs(src, idx[src], train=True).to(dev))
+        loss = F.mse_loss(model.decode(h, logits), target) / target_var
         if class_weight > 0:
             y = torch.as_tensor(study.y_train[src][idx[src]], device=dev)  # noisy labels, as a practitioner has
             loss = loss + class_weight * F.cross_entropy(logits, y)
@@ -239,14 +325,14 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     a_val, i_val = _val_pairs(study)
     val_idx = {"audio": a_val, "image": i_val}
     X_val = study.inputs(src, val_idx[src])
-    with torch.no_grad():
-        T_val = predict(model.target, study.inputs(tgt, val_idx[tgt]), dev)
+    T_val = predict(model.target, study.inputs(tgt, val_idx[tgt]), dev)
 
     def val_score():
         return -F.mse_loss(predict(model, X_val, dev), T_val).item() / target_var
 
     history = fit(model, step, len(pairs.a_idx), num_epochs=num_epochs or p["epochs"], lr=p["lr"],
                   batch_size=p["batch_size"], generator=study.generator,
+                  params=[q for q in model.parameters() if q.requires_grad],
                   val_score=val_score if len(a_val) else None, progress=p["progress"],
                   desc=f"translator {direction}")
     return model, history
@@ -262,32 +348,19 @@ def mvae_translators(vae: nn.Module) -> dict:
     return {d: make(*_direction(d)) for d in DIRECTIONS}
 
 
-def find_run(notebook: str, params: dict, keys=MVAE_MATCH, results_dir=None, require=None) -> dict | None:
-    """The newest record of `notebook` under results_dir/runs whose params match `params` on `keys`
-    (and whose run folder holds the file `require`, if given); None if there is none."""
-    from . import records
-    from .config import RESULTS_DIR
-
-    wanted = {k: params[k] for k in keys if k in params}
-    found = [r for r in records.load_records(results_dir or RESULTS_DIR)
-             if r.get("notebook") == notebook and isinstance(r.get("params"), dict)
-             and params_match(r["params"], wanted)
-             and (require is None or (Path(r["run_dir"]) / require).is_file())]
-    return max(found, key=lambda r: str(r.get("written_at", ""))) if found else None
-
-
 def load_mvae(study: Study, results_dir=None) -> tuple[nn.Module, dict] | None:
     """The MVAE of a notebook 04 run on this study's data, split and input settings, or None.
 
     Looks for records of 04_generative whose run folder (or its mvae/ sub-folder, as run_notebook
     writes it) holds vae.pt, builds the PairedVAE from that record's parameters and loads the weights.
     """
+    from .visualisation import find_run
     try:
         from .pretraining import GENERATIVE_EXTRA, PairedVAE
     except ImportError:
         return None
     for sub in ("mvae/vae.pt", "vae.pt"):
-        record = find_run("04_generative", study.params, results_dir=results_dir, require=sub)
+        record = find_run("04_generative", study.params, keys=MVAE_MATCH, results_dir=results_dir, require=sub)
         if record is None:
             continue
         rp = {**GENERATIVE_EXTRA, **record["params"]}
@@ -297,7 +370,8 @@ def load_mvae(study: Study, results_dir=None) -> tuple[nn.Module, dict] | None:
             rp = {**rp, "objective": "mvae"}
         try:
             vae = PairedVAE(rp["audio_encoder"], rp["embed_dim"], rp["sample_rate"], rp["latent_dim"],
-                            rp["image_size"], study.clip_samples, True)
+                            rp["image_size"], study.clip_samples, True,
+                            record["params"].get("decoder_width", 32))  # absent: a run from before the parameter
             vae.load_state_dict(torch.load(Path(record["run_dir"]) / sub, map_location="cpu", weights_only=True))
         except Exception:  # other code version, other sizes: not usable, train instead
             continue
@@ -358,7 +432,7 @@ def mel_logits(classifier: Classifier, mel: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- evaluation
-def test_inputs(study: Study) -> dict:
+def prepare_test_inputs(study: Study) -> dict:
     """Plain test inputs and labels of both modalities, the fixed test pairs' positions, the log-mels."""
     X = {m: study.inputs(m, study.split[m].test) for m in ("audio", "image")}
     y = {m: getattr(study.data, m).y[study.split[m].test] for m in X}
@@ -391,7 +465,7 @@ def evaluate_translations(study: Study, judges: dict, translators: dict, inverte
                           data: dict | None = None, outputs: dict | None = None) -> dict:
     """Judge, retrieval and reconstruction numbers of every translator; returns dict(rows, details,
     reconstruction, outputs, probas). `translators`: method -> {direction: module or function}."""
-    data = data or test_inputs(study)
+    data = data or prepare_test_inputs(study)
     outputs = outputs or translate_test(study, translators, data)
     dev, k, frac = study.device, study.num_classes, study.params["fraction"]
     X, y, a_pos, i_pos = data["X"], data["y"], data["a_pos"], data["i_pos"]
@@ -515,7 +589,8 @@ def run_translation(params: dict | None = None, run_dir: Path | None = None) -> 
     t0 = time.perf_counter()
     translators, history = {"translator": {}}, {"judges": judge_history, "translator": {}}
     for direction in DIRECTIONS:
-        translators["translator"][direction], h = train_translator(study, direction)
+        source = judges[_direction(direction)[0]] if p["translator_encoder"] == "judge" else None
+        translators["translator"][direction], h = train_translator(study, direction, source_classifier=source)
         history["translator"][direction] = h.as_dict()
     study.timings["translators_s"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
@@ -537,7 +612,9 @@ def run_translation(params: dict | None = None, run_dir: Path | None = None) -> 
             continue
         sub = prepare_study({**p, "fraction": fraction}, extra=TRANSLATION_EXTRA)
         sub_judges, _ = train_judges(sub)
-        sub_translators = {"translator": {d: train_translator(sub, d)[0] for d in DIRECTIONS}}
+        sub_translators = {"translator": {
+            d: train_translator(sub, d, source_classifier=sub_judges[_direction(d)[0]]
+                                if p["translator_encoder"] == "judge" else None)[0] for d in DIRECTIONS}}
         sub_result = evaluate_translations(sub, sub_judges, sub_translators, None)
         rows += [r for r in sub_result["rows"] if r["protocol"] == "judge"]
         rows += fill_missing_rows(sub, sub_result)

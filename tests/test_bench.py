@@ -26,7 +26,7 @@ def report(tmp_path_factory):
             # small shapes and one step: the sections and keys are what is tested here, not the speed
             code = bench.main(["--json", "--quick", "--spec", str(spec), "--batch-size", "16", "--steps", "1",
                                "--warmup", "0", "--image-size", "16", "--clip-seconds", "0.25",
-                               "--matmul-size", "256", "--no-progress"])
+                               "--matmul-size", "256", "--no-pretraining", "--no-progress"])
     assert code == 0
     return json.loads(out.getvalue())  # fails unless stdout is exactly one JSON object
 
@@ -66,8 +66,9 @@ def test_pipeline_and_runs(report):
     assert p["project"]["samples"] == p["plain"]["samples"] > 0  # the same run both ways
     r = report["runs"]
     assert r["sweep_overhead"]["status"] == "ran" and r["sweep_overhead"]["per_point_overhead_s"] > 0
-    for key in ("pretraining", "quick_profile", "full_study"):
+    for key in ("quick_profile", "full_study"):
         assert r[key]["available"] is False and "quick" in r[key]["reason"]
+    assert r["pretraining"]["available"] is False and r["notebooks"] == []
 
 
 def test_cuda_null_without_gpu(report):
@@ -125,3 +126,61 @@ def test_bad_arguments():
     with pytest.raises(StudyError):
         bench.make_task("image", "diffusion", num_classes=3, image_size=16, clip_samples=4000, sample_rate=8000,
                         batch_size=4)
+
+
+def test_pretraining_wrapper_reads_the_record(monkeypatch):
+    """bench_pretraining times helpers.pretraining.run_contrastive(params) and keeps its timings."""
+    pretraining = pytest.importorskip("helpers.pretraining")
+    calls = []
+
+    def fake(params=None, run_dir=None):
+        calls.append(params)
+        return {"params": {"epochs": 6}, "timings": {"pretrain_s": 1.5, "load_data_s": 0.1}}, {}
+
+    monkeypatch.setattr(pretraining, "run_contrastive", fake)
+    out = bench.bench_pretraining("animals")
+    assert calls == [{"dataset": "animals", "fraction": 0.8, "progress": False}]
+    assert out["available"] is True and out["seconds"] >= 0 and out["epochs"] == 6
+    assert out["breakdown_s"] == {"pretrain_s": 1.5, "load_data_s": 0.1}
+
+
+def test_step_budget_stops_early():
+    task, batch, _ = bench.make_task("image", "supervised", num_classes=3, image_size=16, clip_samples=4000,
+                                     sample_rate=8000, batch_size=4)
+    out = bench.time_training_steps(task, batch, torch.device("cpu"), warmup=0, steps=50, budget_s=0.0)
+    assert out["steps"] == 2  # at least two timed steps, then the budget ends it
+
+
+def test_notebooks_grids_and_full_estimate(tmp_path, monkeypatch):
+    """The full-mode run sections on a trivial notebook: default run, a quick grid, the full estimate."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('fraction = 0.2\nepochs = 1\nseed = 0\nrun_dir = ""\n')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import json, os\n"
+        "with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:\n"
+        "    json.dump({'params': {'fraction': fraction, 'epochs': epochs, 'seed': seed}}, f)\n")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, notebook)
+    grid = tmp_path / "tiny.yaml"
+    grid.write_text("notebook: tiny.ipynb\nprofiles:\n  quick: {params: {fraction: [0.2, 0.5], epochs: 1}}\n"
+                    "  full: {seeds: [0, 1], params: {fraction: [0.2, 0.5, 0.8], epochs: 4}}\n")
+    monkeypatch.setattr(bench, "_notebooks", lambda: [notebook])
+    monkeypatch.setattr(bench, "_grids", lambda: [grid])
+    rows = bench.bench_notebooks("animals", tmp_path / "nb")
+    assert rows[0]["notebook"] == "tiny.ipynb" and rows[0]["status"] == "ran" and rows[0]["seconds"] > 0
+    quick, full = bench.bench_grids(tmp_path / "sweeps", rows)
+    assert quick["available"] and quick["seconds"] > 0
+    assert quick["grids"][0]["ran"] == 2 and quick["grids"][0]["failed"] == 0
+    # tiny.ipynb has a grid, so it is not counted again as a notebook run once at its defaults
+    assert full["available"] and full["unique_points"] == 6 and full["notebooks_once_s"] == {}
+    assert full["grids"]["tiny"]["points"] == 6 and full["seconds"] > 0 and full["full_profile_errors"] == {}
+
+
+def test_fit_time():
+    fixed, per_unit = bench._fit_time([(0.4, 100.0), (1.0, 160.0)])
+    assert fixed == pytest.approx(60.0) and per_unit == pytest.approx(100.0)
+    assert bench._fit_time([(0.4, 100.0), (0.4, 120.0)]) == (0.0, pytest.approx(275.0))

@@ -235,3 +235,68 @@ def test_report_with_records(results):
     # a second run rewrites the report without leftovers
     assert reporting.main(["--results", str(results), "--no-html"]) == 0
     json.loads(json.dumps(reporting.write_report(results, html=False)))
+
+
+def test_compare_methods_pairs_across_settings_and_lists_them(results):
+    df = reporting.results_table(records.load_records(results))
+    # 03's runs use other epochs and an objective parameter: still paired by seed, and said so
+    df.loc[df["notebook"] == "03_contrastive", "epochs"] = 4
+    c = reporting.compare_methods(df, {"method": "contrastive", "protocol": "linear_probe"}, "image",
+                                  view="image", fraction=0.8, over="noise")
+    assert list(c["n"]) == [2, 2]
+    assert "epochs: 4 vs 2" in c.iloc[0]["differences"] and "settings differ" in c.iloc[0]["statement"]
+
+
+def test_effect_table_and_paired_differences(results):
+    df = reporting.results_table(records.load_records(results))
+    d = df[df["fraction"] == 0.8]
+    diffs = reporting.paired_differences(d[d["test_set"] == "test"], "noise", 0.2, 0.0)
+    assert np.allclose(diffs["diff"], -0.1) and set(diffs["seed"]) == {0, 1, 2}
+    e = reporting.effect_table(d, axis="noise")
+    row = e[(e["method"] == "image") & (e["view"] == "image")].iloc[0]
+    assert row["baseline"] == 0.0 and row["noise"] == 0.2 and row["n"] == 3
+    assert row["mean_diff"] == pytest.approx(-0.1) and row["relative"] == pytest.approx(-0.1 / 0.61)
+    assert set(e["protocol"]) == {"supervised", "linear_probe"}  # primary protocols only: no knn
+    # fraction: the baseline is the largest
+    f = reporting.effect_table(df[df["noise"] == 0.0], axis="fraction")
+    assert set(f["baseline"]) == {0.8} and set(f["fraction"]) == {0.2}
+    assert "n=3" in reporting.format_diff(row)
+
+
+def test_resolve_results_dir_follows_study_results(monkeypatch, tmp_path):
+    monkeypatch.setattr(reporting, "RESULTS_DIR", tmp_path / "elsewhere")
+    assert reporting.resolve_results_dir("results") == tmp_path / "elsewhere"
+    assert reporting.resolve_results_dir("") == tmp_path / "elsewhere"
+    assert reporting.resolve_results_dir(tmp_path / "x") == tmp_path / "x"
+    assert reporting.resolve_results_dir("other").name == "other"
+
+
+def test_collect_grid_reads_point_records_and_reports_gaps(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('fraction = 0.8\nnoise = 0.0\nseed = 0\nepochs = 1\nrun_dir = ""')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "02_baselines.ipynb")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("notebook: 02_baselines.ipynb\nprofiles:\n  quick: {seeds: [0, 1], params: {noise: [0.0, 0.2]}}\n")
+    folder = tmp_path / "results"
+    for seed in (0, 1):
+        write_fake_at_point(folder, {"noise": 0.0, "seed": seed})
+    write_fake_at_point(folder, {"noise": 0.2, "seed": 0})
+    failed_dir = records.default_run_dir("02_baselines", {"noise": 0.2, "seed": 1}, folder)
+    failed_dir.mkdir(parents=True)
+    (failed_dir / "error.txt").write_text("ValueError: boom\n")
+    got = reporting.collect_grid(grid, "quick", folder)
+    assert len(got["points"]) == 4 and len(got["records"]) == 3 and got["missing"] == [{"noise": 0.2, "seed": 1}]
+    assert got["failed"][0]["error"] == "ValueError: boom" and not got["ran"]
+    # run_missing leaves a point that failed before alone (no kernel is started here)
+    again = reporting.collect_grid(grid, "quick", folder, run_missing=True)
+    assert list(again["sweep"]["status"]) == ["skipped_failed"] and len(again["records"]) == 3
+    recs, status = reporting.collect_grids([grid, "no_such_grid"], "quick", folder)
+    assert len(recs) == 3 and status["records"].tolist() == [3, 0] and "skipped" in status["note"].iloc[1]
+
+
+def write_fake_at_point(folder, point):
+    record = fake_record("02_baselines", point["seed"], point["noise"])
+    record["params"].update(point)
+    records.write_record(records.default_run_dir("02_baselines", point, folder), record)

@@ -190,3 +190,29 @@ def test_bad_noise_rate(rate):
 def test_bad_noise_kind():
     with pytest.raises(StudyError, match="noise_kind"):
         inject_label_noise(Y_AUDIO, 0.1, "asymmetric", K, 0)
+
+
+# --------------------------------------------------------------------------- as a run sees them
+def test_prepare_study_splits_noise_and_test_pairs(synthetic_yaml):
+    """prepare_study on synthetic files: fixed test split and pairs across seeds and fractions, exact noise,
+    clean test labels."""
+    from helpers.experiments import prepare_study
+
+    base = {"dataset": str(synthetic_yaml), "image_size": 16, "sample_rate": 8000, "device": "cpu",
+            "progress": False}
+    ref = prepare_study({**base, "fraction": 0.8, "seed": 0})
+    for fraction, seed, noise in ((0.5, 1, 0.2), (0.2, 2, 0.1)):
+        s = prepare_study({**base, "fraction": fraction, "seed": seed, "noise": noise, "noise_kind": "pair"})
+        assert np.array_equal(s.test_pairs, ref.test_pairs)
+        for m in ("audio", "image"):
+            assert np.array_equal(s.split[m].test, ref.split[m].test)
+            y = getattr(s.data, m).y
+            trainval = np.concatenate([s.split[m].train, s.split[m].val])
+            flipped = s.y_train[m][trainval] != y[trainval]
+            n_c = np.bincount(y[trainval], minlength=4)
+            assert np.bincount(y[trainval][flipped], minlength=4).tolist() == [round(noise * n) for n in n_c]
+            assert s.noise_achieved[m] == pytest.approx(flipped.mean())
+            assert np.array_equal(s.labels(m, "test"), y[s.split[m].test])   # test labels never noisy
+    y_a, y_i = ref.data.audio.y, ref.data.image.y
+    assert set(ref.test_pairs.tolist()) <= set(ref.split["image"].test.tolist())
+    assert (y_i[ref.test_pairs] == y_a[ref.split["audio"].test]).all()

@@ -7,6 +7,7 @@ Splits, pairing and label noise live in `helpers.splits`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -170,6 +171,14 @@ def rolloff_hz(x: np.ndarray, sample_rate: int, share: float = 0.95) -> float:
     return float(k * sample_rate / (2 * (len(spectrum) - 1 or 1)))
 
 
+@functools.lru_cache(maxsize=32)
+def _resampler(orig_sr: int, new_sr: int):
+    """One polyphase filter per rate pair: torchaudio's functional form rebuilds it on every call."""
+    import torchaudio
+
+    return torchaudio.transforms.Resample(orig_sr, new_sr)
+
+
 def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     """Band-limited resampling. Polyphase (torchaudio) when the rate ratio reduces to small integers;
     FFT resampling for odd rates such as 11127 Hz, whose polyphase kernel would need gigabytes."""
@@ -177,8 +186,8 @@ def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
 
     g = gcd(orig_sr, new_sr)
     if max(orig_sr, new_sr) // g <= 2000:
-        import torchaudio.functional as AF
-        return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig_sr, new_sr).numpy()
+        with torch.no_grad():
+            return _resampler(orig_sr, new_sr)(torch.from_numpy(np.ascontiguousarray(x))).numpy()
     from scipy.signal import resample as fft_resample
     return fft_resample(x, int(round(len(x) * new_sr / orig_sr))).astype(np.float32)
 

@@ -55,7 +55,7 @@ from .training import History, fit, predict, seed_everything
 DIRECTIONS = ("audio->image", "image->audio")
 MVAE_SOURCES = ("auto", "train", "off")
 # Parameters of notebook 06 beyond experiments.DEFAULTS (prepare_study rejects any other name).
-TRANSLATION_EXTRA = dict(epochs=3, translator_encoder="judge", latent_dim=64, class_weight=1.0,
+TRANSLATION_EXTRA = dict(epochs=3, translator_encoder="judge", latent_dim=64, decoder_width=16, class_weight=1.0,
                          fractions="0.2,0.8", mvae="auto", griffin_lim_iters=16)
 TRANSLATOR_ENCODERS = ("judge", "own")
 # What a notebook 04 run must share with this one for its MVAE to be reused (data, split, inputs, sizes).
@@ -89,6 +89,7 @@ def _check_extras(p: dict) -> None:
     need(p["translator_encoder"] in TRANSLATOR_ENCODERS, "translator_encoder",
          f"must be one of {TRANSLATOR_ENCODERS} (the source judge's encoder, frozen; or its own, trained)")
     need(is_int(p["latent_dim"], 2), "latent_dim", "must be an integer >= 2")
+    need(is_int(p["decoder_width"], 4), "decoder_width", "must be an integer >= 4 (channels of the decoder)")
     need(isinstance(p["class_weight"], (int, float)) and not isinstance(p["class_weight"], bool)
          and p["class_weight"] >= 0, "class_weight", "must be a non-negative number (0: no class term)")
     need(p["mvae"] in MVAE_SOURCES, "mvae", f"must be one of {MVAE_SOURCES}")
@@ -170,7 +171,7 @@ class Translator(nn.Module):
 
     def __init__(self, direction: str, num_classes: int, embed_dim: int = 128, sample_rate: int = 8000,
                  image_size: int = 64, clip_samples: int = 16000, latent_dim: int = 64,
-                 classifier: Classifier | None = None, width: int = 32):
+                 classifier: Classifier | None = None, width: int = 16):
         super().__init__()
         self.source, self.target_modality = _direction(direction)
         self.direction = direction
@@ -293,7 +294,8 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     seed_everything(p["seed"])
     model = Translator(direction, study.num_classes, p["embed_dim"], p["sample_rate"], p["image_size"],
                        study.clip_samples, p.get("latent_dim", TRANSLATION_EXTRA["latent_dim"]),
-                       classifier=source_classifier).to(study.device)
+                       classifier=source_classifier,
+                       width=p.get("decoder_width", TRANSLATION_EXTRA["decoder_width"])).to(study.device)
     class_weight = float(p.get("class_weight", TRANSLATION_EXTRA["class_weight"]))
     dev = study.device
     tgt_idx = study.split[tgt].train

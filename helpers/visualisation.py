@@ -253,7 +253,8 @@ def _methods(value) -> list[str]:
 def run_visualisation(params: dict | None = None, results_dir=None) -> tuple[dict, dict]:
     """Gather (load or train) every method's encoders, embed the data, probe, cluster. Returns (record, out):
     out["Z"] method -> modality -> {train, val, test_sets}; out["encoders"] name -> encoder (for feature
-    maps); out["study"]. The record holds linear-probe rows, the clustering table and where each model came from.
+    maps); out["study"]. The record holds the clustering table, linear-probe rows ("probe_results", in the
+    common row format) with their confusion matrices ("details"), and where each model came from.
     Saved models are looked for under results_dir (default: $STUDY_RESULTS or results/)."""
     methods = _methods((params or {}).get("methods", VIS_EXTRA["methods"]))
     study = prepare_study({**(params or {}), "methods": methods}, extra=VIS_EXTRA)
@@ -300,6 +301,9 @@ def run_visualisation(params: dict | None = None, results_dir=None) -> tuple[dic
     study.timings["clustering_s"] = round(time.perf_counter() - t0, 2)
     record = make_record(study, "08_visualization", rows, details, clustering=clustering, sources=sources,
                          methods=methods)
+    # The probes re-measure models of notebooks 02-04: kept apart from "results", so that the report counts
+    # this record as an analysis (like 05 and 07) and does not list those models twice.
+    record["probe_results"] = record.pop("results")
     return record, {"Z": Z, "Z_test": Z_test, "encoders": encoders, "study": study}
 
 
@@ -362,7 +366,7 @@ def tsne_figure(Z_test: dict, classes: list[str], seed: int = 0, perplexity: flo
 
 def _as_image(a: torch.Tensor) -> np.ndarray:
     """A feature map as a 2-d picture: the mean activation over channels for a [C, H, W] map; the map
-    itself (channels x time, channels sorted by mean activation) for a [C, T] one."""
+    itself (channels x time, the most active channels on top) for a [C, T] one."""
     a = a.detach().float().cpu()
     if a.dim() == 3:
         return a.mean(0).numpy()
@@ -372,32 +376,28 @@ def _as_image(a: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def feature_map_figure(encoder: nn.Module, X: torch.Tensor, titles: list[str], name: str = "",
                        sample_rate: int | None = None):
-    """Per example (rows): the input (image, or the clip's log-mel), the first conv block's output and the
-    last one's (`encoder.feature_maps`), early and late layers side by side."""
+    """Per example (rows): the input (image, or the clip's log-mel), then the output of every conv block
+    (`encoder.feature_maps`), early layers to late ones."""
     import matplotlib.pyplot as plt
     from .models import LogMel
 
     encoder.eval()
     device = next(encoder.parameters()).device
     maps = encoder.feature_maps(X.to(device))
-    early, late = maps[0], maps[-1]
-    fig, axes = plt.subplots(len(X), 3, figsize=(8, 1.7 * len(X)), squeeze=False)
+    fig, axes = plt.subplots(len(X), 1 + len(maps), figsize=(2.3 * (1 + len(maps)), 1.8 * len(X)), squeeze=False)
     if X.dim() == 2:
         shown = (encoder.log_mel(X.to(device)) if hasattr(encoder, "log_mel")
                  else LogMel(sample_rate or 8000).to(device)(X.to(device))).cpu()
     for r in range(len(X)):
-        ax = axes[r, 0]
         if X.dim() == 4:
-            ax.imshow(X[r].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+            axes[r, 0].imshow(X[r].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
         else:
-            ax.imshow(shown[r].numpy(), origin="lower", aspect="auto", cmap="magma")
-        ax.set_ylabel(titles[r], fontsize=8)
-        for c, (a, label) in enumerate(((early, f"block 1 {tuple(early.shape[1:])}"),
-                                        (late, f"block {len(maps)} {tuple(late.shape[1:])}")), start=1):
-            axes[r, c].imshow(_as_image(a[r]), aspect="auto", cmap="viridis",
-                              origin="lower" if a.dim() == 3 else "upper")
+            axes[r, 0].imshow(shown[r].numpy(), origin="lower", aspect="auto", cmap="magma")
+        axes[r, 0].set_ylabel(titles[r], fontsize=8)
+        for c, a in enumerate(maps, start=1):
+            axes[r, c].imshow(_as_image(a[r]), cmap="viridis", aspect="equal" if a.dim() == 4 else "auto")
             if r == 0:
-                axes[r, c].set_title(label, fontsize=8)
+                axes[r, c].set_title(f"block {c} {tuple(a.shape[1:])}", fontsize=7)
         if r == 0:
             axes[r, 0].set_title(f"{name} input", fontsize=8)
         for ax in axes[r]:

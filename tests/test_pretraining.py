@@ -13,6 +13,16 @@ ROW_KEYS = {"method", "protocol", "view", "test_set", "accuracy", "macro_f1", "n
 RETRIEVAL_KEYS = {"method", "protocol", "view", "test_set", "recall_at_1", "recall_at_5", "mAP", "n_queries", "n"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny batches: one thread is faster, and much faster when other processes share the cores
+    (two OpenMP threads then wait on each other at every op). Results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Synthetic data set + a throw-away tensor cache for the whole module; yields the base parameters."""

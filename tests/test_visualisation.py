@@ -92,8 +92,9 @@ def test_feature_map_figures_build(env):
     study = env["study"]
     for kind, modality in (("image", "image"), ("audio_mel", "audio"), ("audio_wave", "audio")):
         X, titles = vis.example_inputs(study, modality, n=2)
-        fig = vis.feature_map_figure(make_encoder(kind, 16, 8000), X, titles, kind, sample_rate=8000)
-        assert len(fig.axes) == 6
+        enc = make_encoder(kind, 16, 8000)
+        fig = vis.feature_map_figure(enc, X, titles, kind, sample_rate=8000)
+        assert len(fig.axes) == 2 * (1 + len(enc.blocks))  # the input, then every conv block
 
 
 def _fake_run(results, notebook, name, params, files):
@@ -137,7 +138,9 @@ def test_run_visualisation_on_saved_encoders(env, tmp_path):
     _fake_run(tmp_path, "02_baselines", "run", p, files)
     record, out = vis.run_visualisation(dict(dataset=str(env["yaml"]), **SMALL, methods="image,audio_mel"),
                                         results_dir=tmp_path)
-    assert record["notebook"] == "08_visualization"
+    assert record["notebook"] == "08_visualization" and "results" not in record  # an analysis record
+    assert {(r["method"], r["protocol"], r["view"]) for r in record["probe_results"] if r["test_set"] == "test"} == {
+        ("image", "linear_probe", "image"), ("audio_mel", "linear_probe", "audio")}
     assert {s["source"] for s in record["sources"].values()} == {"loaded"}
     assert {(r["method"], r["view"]) for r in record["clustering"]} == {("image", "image"), ("audio_mel", "audio")}
     assert {"image/linear_probe/image", "audio_mel/linear_probe/audio"} <= set(record["details"])

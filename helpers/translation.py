@@ -8,10 +8,11 @@ every epoch, so a clip is paired with any image of its (noisy) label's class):
   (training class means of the target, weighted by those probabilities) plus what a decoder of the
   target modality (`ImageDecoder`, or `MelDecoder` for the standardised log-mel of `models.LogMel`)
   draws from a latent of the embedding and the probabilities. Loss: per-element squared error /
-  variance of the target. translator_encoder="judge" (default, fast):
-  encoder and head are the source modality's judge (below), frozen, so only the decoder learns;
-  "own": its own encoder, trained end to end with + class_weight * cross-entropy on the source's
-  noisy labels as the class term.
+  variance of the target. translator_encoder="judge" (default, fast): encoder and head are the
+  source modality's judge (below), frozen, so only the decoder learns (and in fill_missing the
+  translation carries no information the source judge did not already have); "own": its own
+  encoder, trained end to end, with class_weight * cross-entropy on the source's noisy labels added
+  as the class term.
 * "mvae_cross": the cross decoders of notebook 04's multimodal VAE (helpers.pretraining): the
   posterior mean of one modality alone, decoded into the other.
 
@@ -373,7 +374,7 @@ def load_mvae(study: Study, results_dir=None) -> tuple[nn.Module, dict] | None:
         try:
             vae = PairedVAE(rp["audio_encoder"], rp["embed_dim"], rp["sample_rate"], rp["latent_dim"],
                             rp["image_size"], study.clip_samples, True,
-                            record["params"].get("decoder_width", 32))  # absent: a run from before the parameter
+                            record["params"].get("decoder_width") or 32)  # absent: a run from before the parameter
             vae.load_state_dict(torch.load(Path(record["run_dir"]) / sub, map_location="cpu", weights_only=True))
         except Exception:  # other code version, other sizes: not usable, train instead
             continue
@@ -561,7 +562,7 @@ def fill_missing_rows(study: Study, result: dict) -> list[dict]:
              "n_train_image": len(study.split["image"].train)}
     rows = []
     both = ev.fuse_proba(real["audio"][a_pos], real["image"][i_pos])
-    for view, present, missing in (("audio->image", "audio", "image"), ("image->audio", "image", "audio")):
+    for view, present in (("audio->image", "audio"), ("image->audio", "image")):
         rows.append(_row("single", "fill_missing", view, "test", y[present], real[present], k, **extra)[0])
         for method, probas in result["probas"].items():
             if method != "real" and view in probas:
@@ -682,7 +683,8 @@ def plot_fill_missing(record: dict):
     df = df[df["protocol"] == "fill_missing"]
     views = list(dict.fromkeys(df["view"]))
     fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 3.2), squeeze=False)
-    missing = {"audio->image": "image missing (filled from the clip)", "image->audio": "clip missing (filled from the image)"}
+    missing = {"audio->image": "image missing (filled from the clip)",
+               "image->audio": "clip missing (filled from the image)"}
     for ax, view in zip(axes.flat, views):
         d = df[df["view"] == view]
         for method, g in d.groupby("method", sort=False):

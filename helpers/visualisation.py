@@ -192,7 +192,7 @@ def load_cross_modal(study: Study, method: str, results_dir=None):
             heads.load_state_dict({k: v for k, v in state.items() if not k.startswith("ssl_heads.")})
         else:
             rp = {**pt.GENERATIVE_EXTRA, **rp}
-            width = record["params"].get("decoder_width", 32)  # absent: a run from before the parameter
+            width = record["params"].get("decoder_width") or 32  # absent: a run from before the parameter
             model = _load_state(pt.PairedVAE(rp["audio_encoder"], p["embed_dim"], p["sample_rate"], rp["latent_dim"],
                                              p["image_size"], study.clip_samples, method == "mvae", width),
                                 folder / "vae.pt")

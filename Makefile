@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= full
 GRIDS  ?= $(wildcard params/*.yaml)
+JOBS   ?= 2
 # Test runs keep their records out of results/ (the committed study) and share one tensor cache.
 TEST_ENV := STUDY_RESULTS=$(CURDIR)/.cache/test-results
 
@@ -32,7 +33,7 @@ test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:randomly notebooks
 
 study: venv data
-	for grid in $(GRIDS); do $(BIN)/python -m helpers sweep $$grid --profile $(PROFILE) || exit 1; done
+	for grid in $(GRIDS); do $(BIN)/python -m helpers sweep $$grid --profile $(PROFILE) --jobs $(JOBS) || exit 1; done
 	$(MAKE) report
 
 report: venv

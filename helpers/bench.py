@@ -334,34 +334,22 @@ class PretrainContrastiveTask(nn.Module):
 
 
 class PretrainVAETask(nn.Module):
-    """Notebook 04's pair step with helpers.pretraining's PairedVAE at its default objective (mvae: the joint
-    and both single-modality posteriors, each decoded into both modalities; reconstruction weights 1)."""
+    """Notebook 04's pair step: helpers.pretraining's PairedVAE at its default objective (mvae) and decoder
+    width, and its loss, generative_loss (reconstruction weights 1 here; the notebook balances them)."""
 
     def __init__(self, kind, embed_dim=128, sample_rate=16000, image_size=64, clip_samples=32000):
         super().__init__()
         from .pretraining import GENERATIVE_EXTRA, PairedVAE
         self.kind = kind
-        self.shared = GENERATIVE_EXTRA["objective"] == "mvae"
         self.model = PairedVAE(PARTNER[kind] if kind == "image" else kind, embed_dim, sample_rate,
-                               GENERATIVE_EXTRA["latent_dim"], image_size, clip_samples, self.shared)
+                               GENERATIVE_EXTRA["latent_dim"], image_size, clip_samples,
+                               GENERATIVE_EXTRA["objective"] == "mvae", GENERATIVE_EXTRA["decoder_width"])
+        self.beta = float(GENERATIVE_EXTRA["beta"])
 
     def forward(self, x, x_partner):
-        from .objectives import kl_standard_normal, recon_mse, reparameterize
-        m = self.model
+        from .pretraining import generative_loss
         xs = {"image": x, "audio": x_partner} if self.kind == "image" else {"audio": x, "image": x_partner}
-        with torch.no_grad():
-            t = {k: m.target(k, v) for k, v in xs.items()}
-        e = {k: m.expert(k, v) for k, v in xs.items()}
-
-        def elbo(experts, targets):
-            mu, logvar = m.posterior(experts)
-            z = reparameterize(mu, logvar)
-            recon = sum(recon_mse(m.decode(k, z).float(), v.float()) for k, v in targets.items())
-            return recon + kl_standard_normal(mu.float(), logvar.float())
-
-        if not self.shared:
-            return sum(elbo([e[k]], {k: t[k]}) for k in xs)
-        return elbo([e["audio"], e["image"]], t) + elbo([e["audio"]], t) + elbo([e["image"]], t)
+        return generative_loss(self.model, xs, {"image": 1.0, "audio": 1.0}, self.beta)
 
 
 def make_task(kind: str, objective: str, *, num_classes: int, image_size: int, clip_samples: int,

@@ -69,6 +69,7 @@ class Study:
     generator: torch.Generator
     external: PairedDataset | None = None
     timings: dict = field(default_factory=dict)
+    _test_sets: dict = field(default_factory=dict, repr=False)   # memo of test_sets(), per modality
 
     @property
     def num_classes(self) -> int:
@@ -112,7 +113,13 @@ class Study:
         return (self.audio if modality == "audio" else self.image)(idx, train)
 
     def test_sets(self, modality: str) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-        """Plain test split, its counterfactual versions, and the external data if any: name -> (X, y)."""
+        """Plain test split, its counterfactual versions, and the external data if any: name -> (X, y).
+        Built once per modality (the FFT band-limit and JPEG re-encode are not free); do not modify."""
+        if modality not in self._test_sets:
+            self._test_sets[modality] = self._build_test_sets(modality)
+        return self._test_sets[modality]
+
+    def _build_test_sets(self, modality: str) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
         idx = self.split[modality].test
         y = getattr(self.data, modality).y[idx]
         if modality == "audio":

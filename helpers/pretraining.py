@@ -437,6 +437,30 @@ def _reconstruction_errors(model: PairedVAE, study: Study, method: str) -> list[
     return rows
 
 
+def generative_loss(model: PairedVAE, x: dict, weights: dict, beta: float) -> torch.Tensor:
+    """The pre-training loss of one batch of pairs x = {"audio": clips, "image": images}.
+
+    MVAE (model.shared): the negative ELBOs of the joint and both single-modality posteriors, each
+    decoded into both modalities. Autoencoder: each modality's VAE on its own input.
+    One decoder call per modality on the stacked latents: recon_mse and the KL average over the
+    stacked batch, hence the factor len(posteriors)."""
+    def elbo(posteriors: list, targets: dict) -> torch.Tensor:
+        mu, logvar = (torch.cat(t) for t in zip(*posteriors))
+        z = reparameterize(mu, logvar)
+        k = len(posteriors)
+        recon = sum(weights[m] * recon_mse(model.decode(m, z), t.repeat(k, *([1] * (t.dim() - 1))))
+                    for m, t in targets.items())
+        return k * (recon + beta * kl_standard_normal(mu, logvar))
+
+    with torch.no_grad():
+        t = {m: model.target(m, x[m]) for m in x}
+    e = {m: model.expert(m, x[m]) for m in x}
+    if not model.shared:
+        return sum(elbo([e[m]], {m: t[m]}) for m in x)
+    posteriors = [model.posterior(ex) for ex in ([e["audio"], e["image"]], [e["audio"]], [e["image"]])]
+    return elbo(posteriors, t)
+
+
 def run_generative(params: dict | None = None, run_dir: Path | None = None) -> tuple[dict, dict]:
     """Multimodal VAE (objective "mvae") or one VAE per modality ("autoencoder"), then the shared
     evaluation on the posterior means, plus test reconstruction errors; return (record, models).
@@ -459,27 +483,10 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     weights = _recon_weights(model, study)
     pairs, dev, beta = _Pairs(study, p["seed"]), study.device, float(p["beta"])
 
-    def elbo(posteriors: list, targets: dict) -> torch.Tensor:
-        """Sum of the negative ELBOs of the posteriors, each decoded into every target modality.
-        One decoder call on the stacked latents: recon_mse and the KL average over the stacked batch,
-        hence the factor len(posteriors)."""
-        mu, logvar = (torch.cat(t) for t in zip(*posteriors))
-        z = reparameterize(mu, logvar)
-        k = len(posteriors)
-        recon = sum(weights[m] * recon_mse(model.decode(m, z), t.repeat(k, *([1] * (t.dim() - 1))))
-                    for m, t in targets.items())
-        return k * (recon + beta * kl_standard_normal(mu, logvar))
-
     def step(b, gen):
         a, i, _ = pairs.batch(b)
         x = {"audio": study.audio(a, train=True).to(dev), "image": study.image(i, train=True).to(dev)}
-        with torch.no_grad():
-            t = {m: model.target(m, x[m]) for m in x}
-        e = {m: model.expert(m, x[m]) for m in x}
-        if not shared:
-            return sum(elbo([e[m]], {m: t[m]}) for m in x)
-        posteriors = [model.posterior(ex) for ex in ([e["audio"], e["image"]], [e["audio"]], [e["image"]])]
-        return elbo(posteriors, t)
+        return generative_loss(model, x, weights, beta)
 
     X_val = {m: study.inputs(m, study.split[m].val) for m in ("image", "audio")}
     with torch.no_grad():

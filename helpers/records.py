@@ -136,15 +136,23 @@ def _notebook_code(path: Path) -> bytes:
         return path.read_bytes()  # unreadable as a notebook: hash it as it is
 
 
+# Code that only reads records, explores the data or times things: no grid point's numbers depend on
+# it, so editing it (say, the report while a sweep runs) must not mark finished points as stale.
+NOT_RESULT_CODE = ("helpers/bench.py", "helpers/reporting.py", "helpers/__main__.py",
+                   "notebooks/01_data_exploration.ipynb", "notebooks/05_label_noise.ipynb",
+                   "notebooks/07_scaling.ipynb")
+
+
 def code_version(root=REPO_ROOT) -> str:
-    """12 hex characters identifying the code: every file under helpers/ and the code cells of
-    notebooks/*.ipynb. Results, caches and notebook outputs do not count."""
+    """12 hex characters identifying the code: every file under helpers/ but NOT_RESULT_CODE, and
+    the code cells of notebooks/*.ipynb. Results, caches and notebook outputs do not count."""
     root = Path(root)
     digest = hashlib.sha1()
     files = [p for p in (root / "helpers").rglob("*")
-             if p.is_file() and p.suffix != ".pyc" and not any(
-                 part.startswith(".") or part == "__pycache__" for part in p.relative_to(root).parts)]
-    files += [p for p in (root / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+             if p.is_file() and p.suffix != ".pyc" and p.relative_to(root).as_posix() not in NOT_RESULT_CODE
+             and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(root).parts)]
+    files += [p for p in (root / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+              and p.relative_to(root).as_posix() not in NOT_RESULT_CODE]
     for path in sorted(files):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(_notebook_code(path) if path.suffix == ".ipynb" else path.read_bytes())

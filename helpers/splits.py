@@ -6,7 +6,7 @@ Rules (each tested in tests/test_splits.py):
 - training fractions are fractions of the *total* data, nested (0.2 inside 0.5 inside 0.8) for a seed;
 - a validation part is carved from the training items for every choice (epochs, C, early stopping);
 - pairs are formed inside a split, by class: no clip or image is in two splits;
-- label noise flips exactly round(rate * n_c) training labels of each class c.
+- label noise flips exactly floor(rate * n_c + 1/2) training labels of each class c.
 """
 from __future__ import annotations
 
@@ -71,9 +71,14 @@ def make_split(y: np.ndarray, num_classes: int, fraction: float, seed: int, *, t
     return Split(np.sort(np.concatenate(train)), np.sort(np.concatenate(val)), test)
 
 
+def _half_up(x: float) -> int:
+    """Round half up; Python's round() rounds halves to even (12.5 -> 12), which under-flips."""
+    return int(np.floor(x + 0.5 + 1e-9))
+
+
 def inject_label_noise(y: np.ndarray, rate: float, kind: str, num_classes: int, seed: int,
                        confusable: dict[int, int] | None = None) -> tuple[np.ndarray, float]:
-    """Flip exactly round(rate * n_c) labels of each class c. Returns (noisy labels, achieved rate).
+    """Flip exactly floor(rate * n_c + 1/2) labels of each class c (halves round up, so 12.5 -> 13). Returns (noisy labels, achieved rate).
 
     symmetric: to a uniformly chosen other class; pair: to the class's fixed confusable partner
     (`confusable`, from the dataset YAML; (c + 1) mod K when not given).
@@ -86,7 +91,7 @@ def inject_label_noise(y: np.ndarray, rate: float, kind: str, num_classes: int, 
     noisy = y.copy()
     for c in range(num_classes):
         idx = np.flatnonzero(y == c)
-        flip = rng.permutation(idx)[: int(round(rate * len(idx)))]
+        flip = rng.permutation(idx)[: _half_up(rate * len(idx))]
         if kind == "symmetric":
             offsets = rng.integers(1, num_classes, size=len(flip))
             noisy[flip] = (c + offsets) % num_classes

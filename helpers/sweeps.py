@@ -11,9 +11,12 @@ Grid file:
       noise: [0.0, 0.1]                        # a list is a grid axis, a scalar is fixed
       methods: {value: [image, audio_mel]}     # {value: ...} passes a list as one value
     seeds: [0, 1]                              # optional: same as params: {seed: [0, 1]}
+    variants:                                  # optional: one-factor-at-a-time changes, each an axis value
+      - {}                                     #   the params as they are
+      - {sample_rate: 16000}                   #   the same with one parameter changed
 
-The points are the Cartesian product of the axes (seed outermost, so a half-finished sweep
-already covers every condition once). Each point runs in results/runs/<notebook stem>/<params hash>/.
+The points are the Cartesian product of the axes and the variants (seed outermost, so a
+half-finished sweep already covers every condition once); a variant's values override the params. Each point runs in results/runs/<notebook stem>/<params hash>/.
 
 A point is skipped when its folder holds a record of the same parameters made by the same code
 (records.code_version), or an error.txt from an earlier failure (unless retry_failed). While a
@@ -42,8 +45,8 @@ import yaml
 from . import records
 from .config import PARAMS_DIR, REPO_ROOT, RESULTS_DIR, StudyError, validate_params
 
-GRID_KEYS = ("notebook", "description", "profiles", "params", "seeds")
-PROFILE_KEYS = ("description", "params", "seeds")
+GRID_KEYS = ("notebook", "description", "profiles", "params", "seeds", "variants")
+PROFILE_KEYS = ("description", "params", "seeds", "variants")
 LOCK_NAME = ".lock"
 ERROR_NAME = "error.txt"
 POLL_S = 0.5          # how often a sweep looks again at a point another sweep is running
@@ -130,8 +133,20 @@ def _find_notebook(name, grid: Path) -> Path:
     raise StudyError(f"{grid}: notebook {name} not found (looked at {[str(c) for c in candidates]})")
 
 
-def _expand(params: dict, grid: Path) -> list[dict]:
-    """Cartesian product of the list-valued params; seed is the outermost axis."""
+def _variants(value, where: str, grid: Path) -> list[dict]:
+    if value is None:
+        return [{}]
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        raise StudyError(f"{grid}: {where}variants must be a non-empty list of mappings (name: value), "
+                         f"e.g. [{{}}, {{sample_rate: 16000}}]; got {value!r}")
+    canon = [json.dumps(v, sort_keys=True) for v in value]
+    if len(set(canon)) != len(canon):
+        raise StudyError(f"{grid}: {where}variants lists a variant twice: {value}")
+    return value
+
+
+def _expand(params: dict, grid: Path, variants: list[dict] = ({},)) -> list[dict]:
+    """Cartesian product of the list-valued params and the variants; seed is the outermost axis."""
     fixed, axes = {}, {}
     for name, value in params.items():
         if isinstance(value, dict) and set(value) == {"value"}:
@@ -148,9 +163,11 @@ def _expand(params: dict, grid: Path) -> list[dict]:
     names = sorted(axes, key=lambda n: n != "seed")  # stable: seed first, others as written
     points = []
     for combo in itertools.product(*(axes[n] for n in names)):
-        point = {n: fixed.get(n) for n in params}  # keep the file's order of names
-        point.update(zip(names, combo))
-        points.append(point)
+        for variant in variants:
+            point = {n: fixed.get(n) for n in params}  # keep the file's order of names
+            point.update(zip(names, combo))
+            point.update(variant)
+            points.append(point)
     return points
 
 
@@ -171,6 +188,7 @@ def load_grid(path, profile: str | None = "quick") -> tuple[Path, list[dict]]:
     notebook = _find_notebook(spec.get("notebook"), grid)
 
     params = _level_params(spec, "", grid)
+    variants = _variants(spec.get("variants"), "", grid)
     profiles = _mapping(spec.get("profiles"), "profiles", grid)
     if profiles:
         if profile not in profiles:
@@ -181,6 +199,8 @@ def load_grid(path, profile: str | None = "quick") -> tuple[Path, list[dict]]:
             raise StudyError(f"{grid}: profiles.{profile} has unknown key(s) {unknown}; "
                              f"a profile has {list(PROFILE_KEYS)}")
         params.update(_level_params(chosen, f"profiles.{profile}.", grid))
+        if chosen.get("variants") is not None:
+            variants = _variants(chosen["variants"], f"profiles.{profile}.", grid)
 
     known = notebook_parameter_names(notebook)
     if "run_dir" in params:
@@ -188,14 +208,16 @@ def load_grid(path, profile: str | None = "quick") -> tuple[Path, list[dict]]:
     if "run_dir" not in known:
         raise StudyError(f"{notebook}: the parameters cell must define run_dir = \"\" "
                          "(the sweep passes each point's folder through it)")
-    unknown = sorted(set(params) - known)
+    unknown = sorted((set(params) | {n for v in variants for n in v}) - known)
     if unknown:
         hints = [f"{u!r} -> {m[0]!r}" for u in unknown
                  if (m := difflib.get_close_matches(u, known, n=1))]
         raise StudyError(f"{grid}: unknown parameter(s) {unknown} for {notebook.name}"
                          + (f" (did you mean {', '.join(hints)}?)" if hints else "")
                          + f"; its parameters cell defines {sorted(known)}")
-    points = _expand(params, grid)
+    if any("seed" in v or "run_dir" in v for v in variants):
+        raise StudyError(f"{grid}: a variant may not set seed or run_dir")
+    points = _expand(params, grid, variants)
     for point in points:
         try:
             validate_params(point, allowed=known)
@@ -451,6 +473,11 @@ def sweep(grid_path, profile: str | None = "quick", jobs: int = 1, dask_address:
 
     rows, counts = [None] * len(points), {}
     start = time.perf_counter()
+    # Local kernels share this machine's cores: give each 1/jobs of them (torch reads OMP_NUM_THREADS
+    # at import), else `jobs` kernels with a thread per core each oversubscribe the CPU.
+    threads_set = client is None and jobs > 1 and "OMP_NUM_THREADS" not in os.environ
+    if threads_set:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     try:
         with tqdm(total=len(points), desc=notebook.stem, unit="point", disable=not progress) as bar, \
                 ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -474,6 +501,8 @@ def sweep(grid_path, profile: str | None = "quick", jobs: int = 1, dask_address:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     finally:
+        if threads_set:
+            os.environ.pop("OMP_NUM_THREADS", None)
         if client is not None:
             client.close()
     df = pd.DataFrame([{**p, **r} for p, r in zip(points, rows)])

@@ -72,3 +72,26 @@ def fresh_cache(tmp_path, cache_env, monkeypatch) -> Path:
 def synthetic_yaml(tmp_path, cache_env) -> Path:
     """A small paired data set (4 classes x 10 clips and 10 images) written as real files; its YAML."""
     return make_synthetic(tmp_path / "synthetic")
+
+
+@pytest.fixture(scope="module")
+def synthetic_study(tmp_path_factory, request):
+    """A synthetic data set and its Study, shared by the tests of one module: parameters from the module's
+    SMALL, extra parameter names from its STUDY_EXTRA (if any). Cache and results in the module's temp folder."""
+    from helpers.experiments import prepare_study
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUDY_CACHE", str(root / "cache"))
+        mp.setenv("STUDY_RESULTS", str(root / "results"))
+        yaml_path = make_synthetic(root / "synthetic")
+        study = prepare_study(dict(dataset=str(yaml_path), **request.module.SMALL),
+                              extra=getattr(request.module, "STUDY_EXTRA", None))
+        yield {"root": root, "yaml": yaml_path, "study": study}
+
+
+@pytest.fixture
+def synthetic_study_env(synthetic_study, monkeypatch):
+    """STUDY_CACHE and STUDY_RESULTS pointed at synthetic_study's folders for one test."""
+    monkeypatch.setenv("STUDY_CACHE", str(synthetic_study["root"] / "cache"))
+    monkeypatch.setenv("STUDY_RESULTS", str(synthetic_study["root"] / "results"))
+    return synthetic_study

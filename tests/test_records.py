@@ -94,6 +94,8 @@ def test_code_version_follows_code_not_results_or_outputs(tmp_path):
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
     nb["cells"][0]["execution_count"] = 7
     (tmp_path / "notebooks" / "01.ipynb").write_text(json.dumps(nb))
+    for name in records.NOT_RESULT_CODE:          # report, bench and analysis notebooks change no result
+        (tmp_path / name).write_text(json.dumps(nb) if name.endswith(".ipynb") else "# edited\n")
     assert records.code_version(tmp_path) == before
 
     (tmp_path / "helpers" / "a.py").write_text("A = 2\n")

@@ -135,6 +135,16 @@ def test_fixed_test_pairs_identical_across_calls():
 
 
 # --------------------------------------------------------------------------- label noise
+def half_up(x):
+    return int(np.floor(x + 0.5 + 1e-9))
+
+
+def test_noise_rounds_halves_up():
+    y = np.repeat(np.arange(2), [125, 30])          # 0.1 * 125 = 12.5 flips -> 13, 0.1 * 30 = 3
+    noisy, _ = inject_label_noise(y, 0.1, "symmetric", 2, seed=0)
+    assert np.bincount(y[noisy != y], minlength=2).tolist() == [13, 3]
+
+
 @pytest.mark.parametrize("rate", [0.05, 0.1, 0.2])
 @pytest.mark.parametrize("kind", ["symmetric", "pair"])
 @pytest.mark.parametrize("y", [Y_AUDIO, Y_IMAGE], ids=["audio", "image"])
@@ -143,9 +153,9 @@ def test_noise_flips_exactly_per_class(y, kind, rate):
         noisy, achieved = inject_label_noise(y, rate, kind, K, seed, CONFUSABLE)
         flipped = noisy != y
         n_c = np.bincount(y, minlength=K)
-        assert np.bincount(y[flipped], minlength=K).tolist() == [round(rate * n) for n in n_c]
+        assert np.bincount(y[flipped], minlength=K).tolist() == [half_up(rate * n) for n in n_c]
         assert achieved == pytest.approx(flipped.mean())
-        assert achieved == pytest.approx(sum(round(rate * n) for n in n_c) / len(y))
+        assert achieved == pytest.approx(sum(half_up(rate * n) for n in n_c) / len(y))
         assert ((noisy >= 0) & (noisy < K)).all()
         if kind == "pair":
             assert all(noisy[i] == CONFUSABLE[y[i]] for i in np.flatnonzero(flipped))
@@ -210,7 +220,7 @@ def test_prepare_study_splits_noise_and_test_pairs(synthetic_yaml):
             trainval = np.concatenate([s.split[m].train, s.split[m].val])
             flipped = s.y_train[m][trainval] != y[trainval]
             n_c = np.bincount(y[trainval], minlength=4)
-            assert np.bincount(y[trainval][flipped], minlength=4).tolist() == [round(noise * n) for n in n_c]
+            assert np.bincount(y[trainval][flipped], minlength=4).tolist() == [half_up(noise * n) for n in n_c]
             assert s.noise_achieved[m] == pytest.approx(flipped.mean())
             assert np.array_equal(s.labels(m, "test"), y[s.split[m].test])   # test labels never noisy
     y_a, y_i = ref.data.audio.y, ref.data.image.y

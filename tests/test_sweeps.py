@@ -40,7 +40,7 @@ def make_notebook(folder, version):
         "if x == 13:\n"
         "    raise ValueError('unlucky x')\n"
         "record = {'params': {'x': x, 'seed': seed, 'nap': nap}, 'metrics': {'y': 2 * x},\n"
-        "          'cwd': os.getcwd()}\n"
+        "          'cwd': os.getcwd(), 'omp': os.environ.get('OMP_NUM_THREADS')}\n"
         "if version:\n"
         "    record['code_version'] = version\n"
         "write_record(run_dir, record)\n")
@@ -82,7 +82,25 @@ params:
     assert len(sweeps.load_grid(grid, "full")[1]) == 12
 
 
+def test_variants_change_one_factor_at_a_time(tmp_path):
+    grid = make_grid(tmp_path, """
+params: {x: 1, nap: 0.0}
+seeds: [0, 1]
+variants: [{}, {x: 2}, {x: 3, nap: 0.5}]
+profiles:
+  quick: {}
+  one: {variants: [{x: 5}]}
+""")
+    _, points = sweeps.load_grid(grid, "quick")
+    assert points == [{"x": x, "nap": nap, "seed": s} for s in (0, 1) for x, nap in ((1, 0.0), (2, 0.0), (3, 0.5))]
+    assert sweeps.load_grid(grid, "one")[1] == [{"x": 5, "nap": 0.0, "seed": s} for s in (0, 1)]
+
+
 @pytest.mark.parametrize("text, message", [
+    ("variants: [{}, {fration: 1}]", r"unknown parameter\(s\) \['fration'\]"),
+    ("variants: [{x: 2}, {x: 2}]", "lists a variant twice"),
+    ("variants: {x: 2}", "must be a non-empty list of mappings"),
+    ("variants: [{seed: 3}]", "may not set seed"),
     ("params: {fration: [0.2], x: 1}", r"grid.yaml: unknown parameter\(s\) \['fration'\].*defines"),
     ("params: {x: [1]}\nprofiles: {quick: {seeds: [0]}}\nprofile: x", r"unknown key\(s\) \['profile'\]"),
     ("profiles: {full: {seeds: [0]}}", r"no profile 'quick'; choose one of \['full'\]"),
@@ -107,8 +125,9 @@ def test_typo_is_named_with_a_suggestion(tmp_path):
         sweeps.load_grid(tmp_path / "nope.yaml")
 
 
-def test_sweep_runs_every_point_in_parallel_then_skips_them(tmp_path):
+def test_sweep_runs_every_point_in_parallel_then_skips_them(tmp_path, monkeypatch):
     # The real code version: the kernel's record and the sweep must agree on it.
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     grid = make_grid(tmp_path, "profiles: {quick: {seeds: [0], params: {x: [1, 2]}}}", version="")
     df = run_sweep(grid, tmp_path, jobs=2)
     assert list(df["status"]) == ["ran", "ran"] and list(df["x"]) == [1, 2]
@@ -116,6 +135,7 @@ def test_sweep_runs_every_point_in_parallel_then_skips_them(tmp_path):
     for row in df.itertuples():
         record = records.read_record(row.run_dir)
         assert record["metrics"]["y"] == 2 * row.x and record["cwd"] == str(REPO_ROOT)
+        assert record["omp"] == str(max(1, os.cpu_count() // 2))   # 2 kernels share the cores
         assert row.run_dir == str(records.default_run_dir("tiny", {"x": row.x, "seed": 0},
                                                           tmp_path / "results").resolve())
         assert sorted(os.listdir(row.run_dir)) == ["metrics.json", "tiny.ipynb"]

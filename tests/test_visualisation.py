@@ -9,9 +9,7 @@ import torch
 
 from helpers import visualisation as vis
 from helpers.config import StudyError
-from helpers.experiments import prepare_study
 from helpers.models import make_encoder
-from helpers.synthetic import make_synthetic
 
 matplotlib.use("Agg")
 SMALL = dict(image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=1, progress=False)
@@ -25,21 +23,10 @@ def blobs(num_classes=4, per_class=12, dim=6, spread=0.01, seed=0):
     return centres[y] + spread * rng.standard_normal((len(y), dim)), y
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("visualisation")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STUDY_CACHE", str(root / "cache"))
-        mp.setenv("STUDY_RESULTS", str(root / "results"))
-        yaml_path = make_synthetic(root / "synthetic")
-        study = prepare_study(dict(dataset=str(yaml_path), **SMALL))
-        yield {"root": root, "yaml": yaml_path, "study": study}
-
-
-@pytest.fixture(autouse=True)
-def _env_vars(env, monkeypatch):
-    monkeypatch.setenv("STUDY_CACHE", str(env["root"] / "cache"))
-    monkeypatch.setenv("STUDY_RESULTS", str(env["root"] / "results"))
+@pytest.fixture
+def env(synthetic_study_env):
+    """The synthetic data and Study of this module (tests/conftest.py), its folders set for each test."""
+    return synthetic_study_env
 
 
 def test_perfect_clusters_score_one():

@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= full
 GRIDS  ?= $(wildcard params/*.yaml)
 JOBS   ?= 2
+ANALYSES := 05_label_noise 07_scaling
 # Test runs keep their records out of results/ (the committed study) and share one tensor cache.
 TEST_ENV := STUDY_RESULTS=$(CURDIR)/.cache/test-results
 
@@ -32,8 +33,15 @@ test-unit: venv
 test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:randomly notebooks
 
+# The grids, then the data exploration and the analysis notebooks on their records (rendered by the report).
 study: venv data
 	for grid in $(GRIDS); do $(BIN)/python -m helpers sweep $$grid --profile $(PROFILE) --jobs $(JOBS) || exit 1; done
+	mkdir -p results/runs/01_data_exploration/default
+	$(BIN)/papermill --log-level WARNING notebooks/01_data_exploration.ipynb \
+	    results/runs/01_data_exploration/default/01_data_exploration.ipynb -p run_dir results/runs/01_data_exploration/default
+	for nb in $(ANALYSES); do mkdir -p results/runs/$$nb/$(PROFILE) && $(BIN)/papermill --log-level WARNING \
+	    notebooks/$$nb.ipynb results/runs/$$nb/$(PROFILE)/$$nb.ipynb -p profile $(PROFILE) -p run_missing False \
+	    -p run_dir results/runs/$$nb/$(PROFILE) || exit 1; done
 	$(MAKE) report
 
 report: venv

@@ -67,6 +67,8 @@ TARGETS = (
      ("runs", "pretraining", "seconds")),
     ("quick_profile", "quick profile of every grid", "<", 600.0, "s", ("runs", "quick_profile", "seconds")),
     ("full_study", "full study (estimate)", "<", 3600.0, "s", ("runs", "full_study", "seconds")),
+    ("full_study_measured", "full study, measured from results/runs", "<", 3600.0, "s",
+     ("runs", "full_study_measured", "wall_s")),
 )
 
 
@@ -826,6 +828,59 @@ def bench_grids(folder: Path, notebook_rows: list[dict] | None = None, on_step=l
     return quick, full
 
 
+def measured_study(results_dir=None, profile: str = "full") -> dict:
+    """The wall time the committed study actually took: papermill's start and end times of the executed
+    notebook of every `profile` point of every grid whose record is complete and made by the current code,
+    read from results_dir/runs (points shared between grids once). wall_s is the union of the points' intervals (parallel points overlap; idle gaps between grids
+    do not count), compute_s the sum of their durations."""
+    from datetime import datetime
+
+    from .config import RESULTS_DIR
+    from .records import code_version, default_run_dir, record_is_complete
+    from .sweeps import load_grid
+    results_dir = Path(results_dir or RESULTS_DIR)
+    version = code_version()
+    points, per_grid = {}, {}
+    for grid in _grids():
+        try:
+            notebook, grid_points = load_grid(grid, profile)
+        except StudyError:
+            continue
+        per_grid[grid.name] = {"points": len(grid_points), "found": 0}
+        for point in grid_points:
+            run_dir = default_run_dir(notebook.stem, point, results_dir)
+            if str(run_dir) in points:
+                per_grid[grid.name]["found"] += 1
+                continue
+            if not record_is_complete(run_dir, point, version):   # missing, failed, or by other code
+                continue
+            try:
+                meta = json.loads((run_dir / notebook.name).read_text(encoding="utf-8"))["metadata"]["papermill"]
+                interval = (datetime.fromisoformat(meta["start_time"]), datetime.fromisoformat(meta["end_time"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            points[str(run_dir)] = interval
+            per_grid[grid.name]["found"] += 1
+    if not points:
+        return {"available": False, "reason": f"no executed {profile}-profile points under {results_dir / 'runs'}"}
+    wall, end = 0.0, None
+    for start, stop in sorted(points.values()):
+        if end is None or start > end:
+            wall += (stop - start).total_seconds()
+            end = stop
+        elif stop > end:
+            wall += (stop - end).total_seconds()
+            end = stop
+    total = sum(g["points"] for g in per_grid.values())
+    return {"available": True, "profile": profile, "wall_s": _r(wall), "unique_points": len(points),
+            "compute_s": _r(sum((b - a).total_seconds() for a, b in points.values())),
+            "complete": all(g["found"] == g["points"] for g in per_grid.values()), "grids": per_grid,
+            "first_start": min(a for a, _ in points.values()).isoformat(),
+            "last_end": max(b for _, b in points.values()).isoformat(),
+            "note": f"{len(points)} executed points (of {total} listed, shared ones once) read from {results_dir}; "
+                    "measured on whatever machine ran them, not in this bench run"}
+
+
 # --------------------------------------------------------------------------- targets and the whole bench
 def evaluate_targets(results: dict) -> list[dict]:
     """Every target with its measured value and whether it is met (None: not measured in this run)."""
@@ -910,6 +965,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
                 bar.set_description("quick profile")
                 runs["quick_profile"], runs["full_study"] = bench_grids(workdir / "sweeps", runs["notebooks"],
                                                                         on_step=step, timeout=notebook_timeout)
+            runs["full_study_measured"] = measured_study()
             results["runs"] = runs
             bar.set_description("cuda")
             results["cuda"] = bench_cuda(num_classes=num_classes, batch_size=batch_size, warmup=warmup,
@@ -997,6 +1053,10 @@ def format_table(results: dict) -> str:
             v = r[key]
             lines.append(f"  {label:<25} " + (f"{_fmt(v.get('seconds'))} s" if v.get("seconds") is not None
                                                else v.get("reason", "n/a")))
+        v = r.get("full_study_measured") or {}
+        lines.append(f"  {'full study (measured)':<25} " + (
+            f"{_fmt(v['wall_s'])} s wall, {_fmt(v['compute_s'])} s of point time, {v['unique_points']} points"
+            + ("" if v["complete"] else " (incomplete)") if v.get("available") else v.get("reason", "n/a")))
     c = results.get("cuda")
     lines += ["", "CUDA: " + ("none visible" if c is None else ", ".join(c["devices"]))]
     if c:

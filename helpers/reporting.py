@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import evaluation as ev
 from . import records as rec
-from .config import RESULTS_DIR, StudyError
+from .config import REPO_ROOT, RESULTS_DIR, StudyError
 
 # The axes the study varies; every other parameter is a setting of one notebook.
 AXES = ("fraction", "noise", "noise_kind")
@@ -43,6 +43,11 @@ SMALL_MULTIMODAL = ("contrastive", "supcon", "mvae", "autoencoder")
 X_LABELS = {"noise": "label-noise rate", "fraction": "training fraction of the data",
             "n_train": "training items"}
 FIGURE_PREFIXES = ("accuracy_vs_", "macro_f1_vs_", "counterfactual_drops", "headline")
+# Shortcut mitigations (issue 9) and their defaults (helpers.experiments.DEFAULTS; repeated here because
+# reporting never imports torch). params/mitigations_02.yaml switches each off in turn.
+MITIGATIONS = {"sample_rate": 8000, "normalize_loudness": True, "random_crop": True, "augment": True}
+MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_crop": False, "augment": False}
+AUDIO_TEST_SETS = ("bandlimit_4k", "quieter_12db", "cut_1s")   # helpers.shortcuts.AUDIO_COUNTERFACTUALS
 
 
 # ---------------------------------------------------------------------------- the table
@@ -661,8 +666,19 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
+def _reference_rank(run_dir: Path) -> tuple:
+    """How well a run represents its notebook in the rendered copy: finished, then seed 0, no label noise,
+    the largest training fraction and the default mitigations (the headline condition), then the newest."""
+    record = rec.read_record(run_dir) if (run_dir / rec.RECORD_NAME).exists() else None
+    ok = record is not None and not (run_dir / "error.txt").exists()
+    p = (record or {}).get("params") or {}
+    return (ok, p.get("seed", 0) == 0, not p.get("noise"), float(p.get("fraction") or 0),
+            all(p.get(k, v) == v for k, v in MITIGATIONS.items()))
+
+
 def _render_notebooks(results_dir: Path, out_dir: Path) -> tuple[dict, list[str]]:
-    """One HTML per notebook stem from results/runs/**/<stem>.ipynb: the newest successful run."""
+    """One HTML per notebook stem from results/runs/**/<stem>.ipynb: the run that best represents the
+    notebook (_reference_rank), the newest among equals."""
     executed = [p for p in (results_dir / "runs").rglob("*.ipynb")
                 if not p.name.startswith(".") and ".ipynb_checkpoints" not in p.parts]
     if not executed:
@@ -670,14 +686,13 @@ def _render_notebooks(results_dir: Path, out_dir: Path) -> tuple[dict, list[str]
     from nbconvert import HTMLExporter
     best = {}
     for path in executed:
-        ok = (path.parent / rec.RECORD_NAME).exists() and not (path.parent / "error.txt").exists()
-        key = (ok, path.stat().st_mtime)
+        key = (*_reference_rank(path.parent), path.stat().st_mtime)
         if path.stem not in best or key > best[path.stem][0]:
             best[path.stem] = (key, path)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, problems = {}, []
     exporter = HTMLExporter()
-    for stem, ((ok, _), path) in sorted(best.items()):
+    for stem, ((ok, *_), path) in sorted(best.items()):
         try:
             html, _ = exporter.from_filename(str(path))
         except Exception as e:  # a broken notebook file must not stop the report
@@ -802,6 +817,130 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
     return out
 
 
+def mitigation_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of runs that differ from the defaults in mitigation parameters only, each labelled in a
+    column "variant": "defaults", "sample_rate=16000", ..., or "none" (every mitigation off). Only
+    notebooks with at least one such variant, at the headline condition (lowest noise, largest
+    fraction); rows whose mitigation columns are absent count as defaults."""
+    if df.empty:
+        return df.assign(variant=pd.Series(dtype=object))
+    d = df.copy()
+    for name, default in MITIGATIONS.items():
+        d[name] = d[name].where(d[name].notna(), default) if name in d else default
+
+    def label(row):
+        # a column with gaps turns 16000 into 16000.0: name the value as the grid file writes it
+        row = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in row.items()}
+        off = [f"{k}={row[k]}" for k, v in MITIGATIONS.items() if row[k] != v]
+        if len(off) == len(MITIGATIONS) and all(row[k] == MITIGATION_OFF[k] for k in MITIGATIONS):
+            return "none"
+        return ", ".join(off) or "defaults"
+    d["variant"] = [label(r) for r in d[list(MITIGATIONS)].to_dict("records")]
+    keep = [nb for nb, g in d.groupby("notebook") if g["variant"].nunique() > 1 and (g["variant"] == "defaults").any()]
+    d = d[d["notebook"].isin(keep)]
+    return _where(d, _headline_condition(d)) if not d.empty else d
+
+
+def _variant_order(variants) -> list[str]:
+    singles = [f"{k}={v}" for k, v in MITIGATION_OFF.items()]
+    return sorted(set(variants), key=lambda v: (v != "defaults", v == "none", singles.index(v) if v in singles else 99, v))
+
+
+def mitigation_tables(d: pd.DataFrame) -> dict:
+    """From mitigation_variants rows: "accuracy" (plain test split) and "drops" (counterfactual minus plain,
+    same run), each method/protocol/view x variant with "mean [lo, hi] (n)"; "paired": every variant
+    against the defaults per method/view, paired by seed (compare_methods rows, accuracy and drops)."""
+    d = primary_protocols(d[d["accuracy"].notna()])
+    test = d[d["test_set"] == "test"]
+    order = _variant_order(d["variant"])
+    acc = summarise(test, by=["method", "protocol", "view", "variant"], metric="accuracy")
+    drops_runs = counterfactual_table(d)
+    # a counterfactual of one modality says nothing about a model of the other
+    audio_set = drops_runs["test_set"].isin(AUDIO_TEST_SETS)
+    relevant = ((drops_runs["view"] == "fused") | ((drops_runs["view"] == "audio") & audio_set)
+                | ((drops_runs["view"] == "image") & ~audio_set))
+    drops_runs = drops_runs[relevant]
+    drops = summarise(drops_runs, by=["method", "protocol", "view", "test_set", "variant"], metric="drop")
+    paired = []
+    for variant in order[1:]:
+        for metric, table in (("accuracy", test), ("drop", drops_runs.assign(accuracy=drops_runs["drop"]))):
+            groups = ["method", "protocol", "view"] + (["test_set"] if metric == "drop" else [])
+            c = compare_methods(table, {"variant": variant}, {"variant": "defaults"}, over=groups,
+                                test_set=None if metric == "drop" else "test")
+            paired.append(c.assign(variant=variant, measure=metric))
+    paired = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
+
+    def wide(s, index):
+        table = ci_table(s, index, ["variant"])
+        return table[[v for v in order if v in table.columns]]
+    return {"accuracy": wide(acc, ["method", "protocol", "view"]),
+            "drops": wide(drops, ["method", "protocol", "view", "test_set"]), "paired": paired,
+            "variants": order, "seeds": int(test["seed"].nunique()) if "seed" in test else 1}
+
+
+def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
+    tables = mitigation_tables(d)
+    where = ", ".join(f"{k}={v}" for k, v in _headline_condition(d).items())
+    lines = [f"### Mitigations on and off (notebook {', '.join(sorted(set(d['notebook'])))}; {where})", "",
+             "Each variant switches one default mitigation off (`none`: all of them). Mean over seeds, 95% t interval, "
+             "number of seeds. Accuracy on the plain test split:", "", _md_table(tables["accuracy"]), "",
+             "Counterfactual drops (changed minus plain test accuracy, same run; audio models on the audio changes, "
+             "image models on the image changes, fused models on both):", "", _md_table(tables["drops"]), ""]
+    p = tables["paired"]
+    if p.empty:
+        return lines
+    out = []
+    for measure, what in (("accuracy", "plain test accuracy"), ("drop", "drop on `bandlimit_4k`")):
+        rows = p[(p["measure"] == measure) & (p["view"] == "audio")]
+        if measure == "drop":
+            rows = rows[rows["test_set"] == "bandlimit_4k"]
+        for r in rows.itertuples():
+            if r.n >= 2:
+                out.append(f"{r.variant} vs defaults, {r.method} ({r.view}), {what}: {format_diff(r._asdict())}")
+    lines += ["Paired by seed (each variant minus the defaults, paired t-test):", ""] + [f"- {o}" for o in out] + [""]
+    # the targets of issue 9, checked against the numbers above
+    lines += [f"- {s}" for s in _bandlimit_target(d) + _audio_vs_audit(d, audit_full)] + [""]
+    return lines
+
+
+def _bandlimit_target(d: pd.DataFrame) -> list[str]:
+    """Target: with the default mitigations the band-limit counterfactual costs every audio model < 2 points."""
+    runs = counterfactual_table(primary_protocols(d[d["accuracy"].notna()]))
+    runs = runs[(runs["view"] == "audio") & (runs["test_set"] == "bandlimit_4k")]
+    out = []
+    for variant in ("defaults", "sample_rate=16000"):
+        r = runs[runs["variant"] == variant]
+        if r.empty:
+            continue
+        s = summarise(r, by=["method"], metric="drop")
+        worst = s.sort_values("mean").iloc[0]
+        met = bool((s["mean"] > -0.02).all())
+        out.append(f"Band-limit drop of the audio models with {variant}: worst {worst['method']} "
+                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}; target (< 2 points for every audio "
+                   f"model) {'met' if met else 'missed'}"
+                   + (" (at 8 kHz a 4 kHz band limit is the Nyquist frequency and removes almost nothing, so this "
+                      "check is weak by construction; the 16 kHz variant shows what the common bandwidth protects "
+                      "against)" if variant == "defaults" and MITIGATIONS["sample_rate"] <= 8000 else "") + ".")
+    return out
+
+
+def _audio_vs_audit(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
+    """Target: the audio models stay above the metadata-only classifier by a clear margin."""
+    if audit_full.empty:
+        return []
+    a = audit_full[(audit_full["modality"] == "audio") & (audit_full["classifier"] != "majority")]
+    test = primary_protocols(d[(d["test_set"] == "test") & (d["view"] == "audio") & (d["variant"] == "defaults")])
+    if a.empty or test.empty:
+        return []
+    top = a.sort_values("mean", ascending=False).iloc[0]
+    s = summarise(test, by=["method", "protocol"], metric="accuracy").sort_values("mean", ascending=False)
+    above = s[s["lo"] > top["hi"]]
+    return [f"Audio models (defaults) against the metadata-only {top['classifier']} on the same test clips "
+            f"({format_ci(top['mean'], top['lo'], top['hi'], top['n'])}): "
+            + "; ".join(f"{r['method']} {format_ci(r['mean'], r['lo'], r['hi'], r['n'])}" for _, r in s.iterrows())
+            + f". Clearly above it (intervals apart): {', '.join(above['method']) or 'none'}."]
+
+
 def _clear(folder: Path, suffix: str, prefixes=None) -> None:
     for path in folder.glob(f"*{suffix}"):
         if prefixes is None or path.name.startswith(prefixes):
@@ -830,7 +969,7 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
              "_Generated by `python -m helpers report` from the metrics records under "
              f"`{results_dir.name}/runs/`. Every number below is computed from those records; "
              "re-run the command after new runs._", ""]
-    figures, notebooks, problems = [], {}, []
+    figures, notebooks, problems, blocks = [], {}, [], {}
     if html:
         notebooks, problems = _render_notebooks(results_dir, nb_dir)
     if df.empty:
@@ -840,7 +979,11 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
                   "Run a notebook (e.g. `python -m helpers sweep params/noise_02.yaml --profile quick`) "
                   "and then `python -m helpers report` again.", ""]
     else:
-        lines += _report_body(df, records, fig_dir, figures)
+        lines += _report_body(df, records, fig_dir, figures, blocks)
+    perf = performance_lines(results_dir / "bench.json")
+    if perf:
+        blocks["performance"] = perf
+        lines += ["## Performance (`results/bench.json`)", ""] + perf + [""]
     if analysis:
         lines += ["## Analysis notebooks", "", "Aggregate records (no result rows of their own): "
                   + ", ".join(f"`{a}`" for a in analysis) + ".", ""]
@@ -851,10 +994,88 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
         lines += [f"- could not render {p}" for p in problems] + [""]
     readme = rec.atomic_write_text(results_dir / "README.md", "\n".join(lines).rstrip() + "\n")
     return {"records": len(records), "rows": len(df), "figures": figures, "notebooks": sorted(notebooks),
-            "readme": str(readme), "summary": str(results_dir / "summary.csv")}
+            "readme": str(readme), "summary": str(results_dir / "summary.csv"), "blocks": blocks}
 
 
-def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list) -> list[str]:
+def performance_lines(bench_json: Path) -> list[str]:
+    """The targets of a saved `python -m helpers bench --json` as a Markdown table, with the machine and
+    its load (a loaded machine gives upper bounds); [] when there is no such file."""
+    try:
+        bench = json.loads(Path(bench_json).read_text(encoding="utf-8"))
+        targets, machine, run = bench["targets"], bench["machine"], bench["bench"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+    def value(t):
+        v = t.get("measured")
+        if v is None:
+            return "not measured"
+        return f"{v:.1%}" if t.get("unit") == "" and v <= 1 else f"{v:,.2f} {t.get('unit') or ''}".strip()
+    rows = pd.DataFrame([{"what": t["what"], "target": t["target"], "measured": value(t),
+                          "met": {True: "yes", False: "**no**", None: "–"}[t.get("met")]} for t in targets])
+    return [f"Measured by `python -m helpers bench{' --quick' if run.get('quick') else ''} --json` on "
+            f"{run.get('started_at', '?')[:10]}: {machine.get('cpu_model')}, {machine.get('cores')} cores, "
+            f"{machine.get('device')}; load average {machine.get('load_avg_1m')} at the start and "
+            f"{machine.get('load_avg_1m_end')} at the end (other work on the machine makes every time an upper "
+            f"bound); the bench took {run.get('seconds')} s.", "", _md_table(rows, index=False)] + _bench_details(bench)
+
+
+def _bench_details(bench: dict) -> list[str]:
+    """Where the time goes, from the same bench JSON: the figures the README's explanations point at."""
+    out = []
+    runs, pipe = bench.get("runs") or {}, bench.get("pipeline") or {}
+    pt = runs.get("pretraining") or {}
+    if pt.get("breakdown_s"):
+        out.append(f"- one pre-training run ({pt.get('epochs')} epochs): {pt.get('seconds')} s = "
+                   + ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in pt["breakdown_s"].items()))
+    if pipe.get("project") and pipe.get("plain"):
+        out.append(f"- pipelines ({pipe.get('encoder')}, {pipe.get('epochs')} epoch(s)): project "
+                   f"{pipe['project']['seconds']} s (prepare {pipe['project']['prepare_s']} s, train "
+                   f"{pipe['project']['train_s']} s); plain {pipe['plain']['seconds']} s (data "
+                   f"{pipe['plain']['data_s']} s, compute {pipe['plain']['compute_s']} s)")
+    cases = (bench.get("throughput") or {}).get("cases") or {}
+    if cases:
+        out.append("- training steps, share of the matmul peak: " + "; ".join(
+            f"{kind} " + ", ".join(f"{obj} {c['peak_fraction']:.0%}" for obj, c in objs.items()
+                                  if c.get("peak_fraction") is not None) for kind, objs in cases.items()))
+    nbs = [r for r in runs.get("notebooks") or [] if r.get("seconds")]
+    if nbs:
+        out.append("- notebooks at their defaults: " + ", ".join(f"{Path(r['notebook']).stem} {r['seconds']:.0f} s"
+                                                                  for r in nbs))
+    m = runs.get("full_study_measured") or {}
+    if m.get("available"):
+        out.append(f"- the committed full study: {m['wall_s'] / 60:.1f} min wall ({m['compute_s'] / 60:.1f} min of "
+                   f"point time, {m['unique_points']} points{'' if m['complete'] else ', incomplete'}), "
+                   f"{m['first_start'][:16]} to {m['last_end'][:16]}")
+    so = runs.get("sweep_overhead") or {}
+    if so.get("per_point_overhead_s") is not None:
+        out.append(f"- sweep runner overhead per point (kernel start, papermill): {so['per_point_overhead_s']} s")
+    return [""] + out if out else []
+
+
+BLOCK = "<!-- {name}: generated by `python -m helpers report`; edits inside are overwritten -->"
+BLOCK_END = "<!-- /{name} -->"
+
+
+def update_readme_blocks(readme: Path, blocks: dict) -> list[str]:
+    """Replace the text between each block's markers in `readme` (markers kept); returns the names replaced.
+    A README without a block's markers is left as it is for that block."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    done = []
+    for name, body in blocks.items():
+        begin, end = BLOCK.format(name=name), BLOCK_END.format(name=name)
+        i, j = text.find(begin), text.find(end)
+        if i < 0 or j < i:
+            continue
+        text = text[:i + len(begin)] + "\n" + "\n".join(body).strip() + "\n" + text[j:]
+        done.append(name)
+    if done:
+        rec.atomic_write_text(readme, text)
+    return done
+
+
+def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict) -> list[str]:
     lines = []
     counts = df.drop_duplicates("run_dir").groupby("notebook").size() if "run_dir" in df else df.groupby("notebook").size()
     versions = sorted({v for v in df.get("code_version", pd.Series(dtype=object)).dropna()})
@@ -870,7 +1091,8 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list) -> lis
     cond = _headline_condition(d)
     where = ", ".join(f"{k}={v}" for k, v in cond.items()) or "all runs"
 
-    lines += ["## Headline findings", ""] + [f"- {f}" for f in _findings(d, cond)] + [""]
+    findings = [f"- {f}" for f in _findings(d, cond)]
+    lines += ["## Headline findings", ""] + findings + [""]
 
     test = d[d["test_set"] == "test"]
     lines += [f"## Accuracy and macro-F1 on the test split ({where})", "",
@@ -881,6 +1103,11 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list) -> lis
     for metric in ("accuracy", "macro_f1"):
         s = summarise(head[head[metric].notna()], by=["method", "protocol", "view"], metric=metric)
         lines += [f"**{metric}**", "", _md_table(ci_table(s, ["method", "protocol"], ["view"])), ""]
+        if metric == "accuracy":
+            blocks["results"] = [f"Test-split accuracy ({where}), every method and protocol: mean over seeds, "
+                                 f"[95% t interval], (number of seeds); code version(s) {', '.join(versions)}.", "",
+                                 _md_table(ci_table(s, ["method", "protocol"], ["view"])), "Headline findings:", "",
+                                 *findings]
     fig = _headline_figure(head)
     if fig is not None:
         figures.append(_save(fig, fig_dir / "headline.png"))
@@ -928,6 +1155,9 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list) -> lis
         figures.append(_save(fig, fig_dir / "counterfactual_drops.png"))
         lines += [f"![counterfactual drops](figures/{figures[-1]})", ""]
     lines += [f"- {s}" for s in _shortcut_statements(d, audit_full, drops, cond)] + [""]
+    variants = mitigation_variants(df)
+    if not variants.empty:
+        lines += _mitigation_section(variants, audit_full)
     return lines
 
 
@@ -1189,8 +1419,16 @@ def main(argv=None) -> int:
                                      description="Aggregate metrics records into summary.csv, figures and README.md.")
     parser.add_argument("--results", default=str(RESULTS_DIR), help="results folder (default: results/)")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML renderings of executed notebooks")
+    parser.add_argument("--readme", default=None,
+                        help="README whose generated blocks (results, performance) to refresh; default: the "
+                             "repository's README.md when --results is the default folder")
     args = parser.parse_args(argv)
     out = write_report(args.results, html=not args.no_html)
+    readme = args.readme or (REPO_ROOT / "README.md" if Path(args.results).resolve() == RESULTS_DIR.resolve() else None)
+    if readme and Path(readme).is_file():
+        done = update_readme_blocks(readme, out["blocks"])
+        if done:
+            print(f"refreshed {', '.join(done)} in {readme}")
     if out["rows"] == 0:
         print(f"no result records under {Path(args.results) / 'runs'}; wrote an empty report to {out['readme']}")
     else:

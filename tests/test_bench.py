@@ -180,6 +180,37 @@ def test_notebooks_grids_and_full_estimate(tmp_path, monkeypatch):
     assert full["grids"]["tiny"]["points"] == 6 and full["seconds"] > 0 and full["full_profile_errors"] == {}
 
 
+def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypatch):
+    """Two overlapping points and one later (a parallel sweep, then another grid): wall time is the union
+    of the intervals; a point without a record of the current code does not count."""
+    import nbformat
+
+    from helpers import records
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('x = 0\nseed = 0\nrun_dir = ""\n')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params]
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    (tmp_path / "tiny.yaml").write_text("notebook: tiny.ipynb\nprofiles:\n  full: {params: {x: [1, 2, 3, 4]}}\n")
+    monkeypatch.setattr(bench, "_grids", lambda: [tmp_path / "tiny.yaml"])
+    monkeypatch.setattr(records, "code_version", lambda root=None: "pinned")
+    times = {1: ("10:00:00", "10:01:40"), 2: ("10:00:30", "10:02:00"), 3: ("10:05:00", "10:05:10"),
+             4: ("11:00:00", "11:30:00")}
+    for x, (start, end) in times.items():
+        run_dir = records.default_run_dir("tiny", {"x": x}, tmp_path / "results")
+        records.write_record(run_dir, {"params": {"x": x, "seed": 0},
+                                       **({"code_version": "older"} if x == 4 else {})})
+        executed = nbformat.v4.new_notebook()
+        executed.metadata["papermill"] = {"start_time": f"2026-11-25T{start}+00:00",
+                                          "end_time": f"2026-11-25T{end}+00:00", "exception": None}
+        nbformat.write(executed, run_dir / "tiny.ipynb")
+    out = bench.measured_study(tmp_path / "results")
+    assert out["available"] and out["unique_points"] == 3 and not out["complete"]
+    assert out["wall_s"] == pytest.approx(120 + 10) and out["compute_s"] == pytest.approx(100 + 90 + 10)
+    assert out["grids"]["tiny.yaml"] == {"points": 4, "found": 3}
+    assert not bench.measured_study(tmp_path / "elsewhere")["available"]
+
+
 def test_fit_time():
     fixed, per_unit = bench._fit_time([(0.4, 100.0), (1.0, 160.0)])
     assert fixed == pytest.approx(60.0) and per_unit == pytest.approx(100.0)

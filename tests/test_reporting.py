@@ -300,3 +300,62 @@ def write_fake_at_point(folder, point):
     record = fake_record("02_baselines", point["seed"], point["noise"])
     record["params"].update(point)
     records.write_record(records.default_run_dir("02_baselines", point, folder), record)
+
+
+def test_mitigation_variants_are_labelled_paired_and_reported(tmp_path):
+    folder = tmp_path / "results"
+    off = {"sample_rate": 16000, "normalize_loudness": False, "random_crop": False, "augment": False}
+    for seed in range(3):
+        for variant in ({}, {"sample_rate": 16000}, off):
+            record = fake_record("02_baselines", seed, audits=True)
+            record["params"].update({**reporting.MITIGATIONS, **variant})
+            if variant.get("sample_rate") == 16000:   # the 16 kHz audio model: +0.05 plain, loses 0.3 when band-limited
+                for row in record["results"]:
+                    if row["view"] == "audio":
+                        row["accuracy"] += 0.05 if row["test_set"] == "test" else -0.2 - 0.01 * seed
+            write_fake(folder, record)
+    write_fake(folder, fake_record("02_baselines", 0, noise=0.2))          # not the headline condition
+    df = reporting.results_table(records.load_records(folder))
+    d = reporting.mitigation_variants(df)
+    assert set(d["variant"]) == {"defaults", "sample_rate=16000", "none"} and (d["noise"] == 0.0).all()
+    tables = reporting.mitigation_tables(d)
+    assert tables["variants"] == ["defaults", "sample_rate=16000", "none"]
+    p = tables["paired"]
+    acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
+    assert acc["n"] == 3 and acc["mean_diff"] == pytest.approx(0.05)
+    drop = p[(p["measure"] == "drop") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
+    # defaults drop -0.1 every seed; 16 kHz: (acc - 0.1 - 0.2 - 0.01 seed) - (acc + 0.05) = -0.35 - 0.01 seed
+    assert drop["mean_diff"] == pytest.approx(-0.25 - 0.01) and drop["n"] == 3
+    image_rows = tables["drops"].reset_index()
+    assert not ((image_rows["view"] == "image") & (image_rows["test_set"] == "bandlimit_4k")).any()
+    text = (folder / "README.md").read_text() if reporting.write_report(folder, html=False) else ""
+    assert "Mitigations on and off" in text and "sample_rate=16000 vs defaults, audio_mel (audio)" in text
+    assert "target (< 2 points for every audio model) missed" in text      # the fake defaults drop is 0.1
+
+
+def test_mitigation_constants_follow_the_study_code():
+    """reporting repeats a few names so it never imports torch; they must not drift from the source."""
+    from helpers import shortcuts
+    from helpers.experiments import DEFAULTS
+    assert {k: DEFAULTS[k] for k in reporting.MITIGATIONS} == reporting.MITIGATIONS
+    assert reporting.AUDIO_TEST_SETS == tuple(shortcuts.AUDIO_COUNTERFACTUALS)
+
+
+def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
+    bench = {"bench": {"quick": False, "started_at": "2026-11-25T18:00:00+0000", "seconds": 600.0},
+             "machine": {"cpu_model": "AMD EPYC", "cores": 2, "device": "cpu", "load_avg_1m": 0.1, "load_avg_1m_end": 2.0},
+             "targets": [{"what": "warm load", "target": "< 2 s", "unit": "s", "measured": 0.5, "met": True},
+                         {"what": "share of peak", "target": ">= 0.5", "unit": "", "measured": 0.25, "met": False},
+                         {"what": "full study", "target": "< 3600 s", "unit": "s", "measured": None, "met": None}]}
+    (results / "bench.json").write_text(json.dumps(bench))
+    out = reporting.write_report(results, html=False)
+    assert set(out["blocks"]) == {"results", "performance"}
+    assert "| share of peak | >= 0.5 | 25.0% | **no** |" in "\n".join(out["blocks"]["performance"])
+    readme = tmp_path / "README.md"
+    begin, end = reporting.BLOCK.format(name="results"), reporting.BLOCK_END.format(name="results")
+    readme.write_text(f"# Title\n\nbefore\n{begin}\nstale numbers\n{end}\nafter\n")
+    assert reporting.update_readme_blocks(readme, out["blocks"]) == ["results"]   # no performance markers
+    text = readme.read_text()
+    assert "stale numbers" not in text and text.startswith("# Title\n\nbefore\n" + begin)
+    assert text.endswith(end + "\nafter\n") and "| imagenet | linear_probe |" in text
+    assert "Headline findings" in text

@@ -359,3 +359,21 @@ def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
     assert "stale numbers" not in text and text.startswith("# Title\n\nbefore\n" + begin)
     assert text.endswith(end + "\nafter\n") and "| imagenet | linear_probe |" in text
     assert "Headline findings" in text
+
+
+def test_translation_rows_get_their_own_section_not_the_headline(results):
+    for seed in range(3):
+        rows = [{"method": m, "protocol": "fill_missing", "view": "image->audio", "test_set": "test", "fraction": f,
+                 "accuracy": acc + 0.01 * seed, "n": 175}
+                for f in (0.2, 0.8) for m, acc in (("single", 0.4), ("translator", 0.3), ("both_real", 0.99))]
+        rows.append({"method": "real", "protocol": "judge", "view": "audio", "test_set": "test", "fraction": 0.8,
+                     "accuracy": 0.99, "n": 175})
+        write_fake(results, {"notebook": "06_translation", "results": rows,
+                             "params": {"fraction": 0.8, "noise": 0.0, "noise_kind": "symmetric", "seed": seed}})
+    reporting.write_report(results, html=False)
+    text = (results / "README.md").read_text()
+    head = text[text.index("## Headline findings"):text.index("## Translation (notebook 06)")]
+    assert "both_real" not in head and "judge" not in head and "0.99" not in head
+    section = text[text.index("## Translation (notebook 06)"):]
+    assert "| both_real | image->audio |" in section
+    assert "[view=image->audio, fraction=0.2] translator - single = -0.100 accuracy" in section

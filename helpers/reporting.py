@@ -1138,6 +1138,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         lines += [f"## Cross-modal retrieval ({where})", "", _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
     if not translation.empty:
         lines += _translation_section(translation)
+    lines += _clustering_section(records)
 
     # ---- shortcuts
     audit_full, audit_single = audit_tables([r for r in records if isinstance(r.get("audits"), dict)])
@@ -1166,6 +1167,29 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     if not variants.empty:
         lines += _mitigation_section(variants, audit_full)
     return lines
+
+
+def clustering_table(records) -> pd.DataFrame:
+    """K-means scores of notebook 08's records (k = number of classes), over seeds: method, view, metric
+    (nmi, ari, purity, silhouette), mean, lo, hi, sd, n."""
+    rows = [{**row, "seed": (r.get("params") or {}).get("seed")} for r in records
+            if isinstance(r.get("clustering"), list) for row in r["clustering"] if isinstance(row, dict)]
+    d = pd.DataFrame(rows)
+    if d.empty:
+        return d
+    parts = [summarise(d, by=["method", "view"], metric=m) for m in ("nmi", "ari", "purity", "silhouette") if m in d]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _clustering_section(records) -> list[str]:
+    s = clustering_table(records)
+    if s.empty:
+        return []
+    return ["## Feature spaces (notebook 08)", "",
+            "K-means on each method's test embeddings with k = the number of classes: agreement of the clusters "
+            "with the classes (NMI, ARI, purity) and cluster separation (silhouette); mean over seeds "
+            "[95% t interval] (n). t-SNE maps, feature maps and confusion matrices are in the rendered notebook.", "",
+            _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
 
 
 def _translation_section(t: pd.DataFrame) -> list[str]:

@@ -377,3 +377,15 @@ def test_translation_rows_get_their_own_section_not_the_headline(results):
     section = text[text.index("## Translation (notebook 06)"):]
     assert "| both_real | image->audio |" in section
     assert "[view=image->audio, fraction=0.2] translator - single = -0.100 accuracy" in section
+
+
+def test_clustering_scores_are_summarised_over_seeds(results):
+    for seed in range(2):
+        write_fake(results, {"notebook": "08_visualization", "params": {"seed": seed, "fraction": 0.8},
+                             "clustering": [{"method": "image", "view": "image", "nmi": 0.4 + 0.1 * seed,
+                                             "ari": 0.2, "purity": 0.5, "silhouette": 0.1}]})
+    s = reporting.clustering_table(records.load_records(results))
+    row = s[(s["metric"] == "nmi")].iloc[0]
+    assert row["method"] == "image" and row["n"] == 2 and row["mean"] == pytest.approx(0.45)
+    reporting.write_report(results, html=False)
+    assert "## Feature spaces (notebook 08)" in (results / "README.md").read_text()

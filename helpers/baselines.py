@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .experiments import (embed_all, evaluate_embeddings, evaluate_probas, imagenet_features, make_record,
@@ -50,26 +49,3 @@ def run_baselines(params: dict | None = None, run_dir: Path | None = None) -> tu
         for kind, model in models.items():
             torch.save(model.encoder.state_dict(), run_dir / f"{kind}_encoder.pt")
     return record, models
-
-
-def headline(record: dict, test_set: str = "test") -> "pd.DataFrame":  # noqa: F821
-    """Accuracy and macro-F1 of every method and view on one test set, as a table."""
-    import pandas as pd
-
-    df = pd.DataFrame(record["results"])
-    df = df[df["test_set"] == test_set]
-    return df.pivot_table(index=["method", "protocol"], columns="view", values=["accuracy", "macro_f1"]).round(3)
-
-
-def counterfactual_drops(record: dict) -> "pd.DataFrame":  # noqa: F821
-    """Accuracy on each counterfactual test set minus accuracy on the plain test split."""
-    import pandas as pd
-
-    df = pd.DataFrame(record["results"])
-    df = df[df["protocol"].isin(["supervised", "linear_probe", "knn", "finetune"])]
-    plain = df[df["test_set"] == "test"].set_index(["method", "protocol", "view"])["accuracy"]
-    cf = df[~df["test_set"].isin(["test", "external"])].copy()
-    cf["plain"] = [plain.get((m, p, v), np.nan) for m, p, v in zip(cf["method"], cf["protocol"], cf["view"])]
-    cf["drop"] = cf["accuracy"] - cf["plain"]
-    return cf[["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]].reset_index(drop=True)
-

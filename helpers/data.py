@@ -269,11 +269,6 @@ class Modality:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, idx) -> "Modality":
-        idx = np.asarray(idx, dtype=np.int64)
-        return replace(self, X=self.X[torch.from_numpy(idx)], y=self.y[idx], paths=[self.paths[i] for i in idx],
-                       meta=self.meta.iloc[idx].reset_index(drop=True))
-
     def counts(self) -> dict[str, int]:
         return {c: int((self.y == k).sum()) for k, c in enumerate(self.classes)}
 

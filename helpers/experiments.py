@@ -18,37 +18,19 @@ import torch.nn.functional as F
 
 from . import evaluation as ev
 from . import shortcuts
-from .config import StudyError, cache_dir, validate_params
+from . import schema
+from .config import StudyError, cache_dir
 from .data import PairedDataset, audio_windows, images_float, load_dataset, load_spec
-from .models import Classifier, ImageNetFeatures, make_encoder
-from .splits import Split, fixed_test_pairs, inject_label_noise, make_split
+from .models import Classifier, ImageNetFeatures, make_encoder, standardize
+from .splits import Split, fixed_test_pairs, inject_label_noise, make_split, pair_by_class
 from .training import History, fit, predict, resolve_device, seed_everything
 
-# Scientific parameters first (what the study varies), then nuisance ones (fixed, or chosen on validation).
-# sample_rate 8000 is the shortcut mitigation made default: the lowest original rate in the data is 8 kHz,
-# so at 8 kHz every clip has the same bandwidth and bandwidth no longer names the recording source
-# (at 16 kHz a log-mel CNN lost 27 accuracy points when test clips were band-limited to 4 kHz; see 02).
-DEFAULTS = dict(
-    dataset="animals", fraction=0.8, noise=0.0, noise_kind="symmetric", seed=0, probe_noise=False,
-    epochs=10, lr=2e-3, batch_size=64, embed_dim=128, image_size=64, sample_rate=8000, clip_seconds=2.0,
-    lowpass_hz=0, normalize_loudness=True, random_crop=True, augment=True,
-    device="auto", external_data="", progress=True,
-)
 MODALITIES = ("audio", "image")
 
 
-def study_params(params: dict | None = None, extra: dict | None = None) -> dict:
-    """DEFAULTS updated with `params`; unknown names and out-of-range values fail here, before any work."""
-    allowed = {**DEFAULTS, **(extra or {}), "run_dir": ""}
-    full = {**DEFAULTS, **(extra or {}), **(params or {})}
-    validate_params(full, allowed=allowed)
-    if full["sample_rate"] not in (8000, 16000, 22050):
-        raise StudyError(f"parameter sample_rate={full['sample_rate']} must be 8000, 16000 or 22050")
-    if not 0.25 <= full["clip_seconds"] <= 4.0:
-        raise StudyError(f"parameter clip_seconds={full['clip_seconds']} must be in [0.25, 4]")
-    if full["lowpass_hz"] and not 500 <= full["lowpass_hz"] < full["sample_rate"] / 2:
-        raise StudyError(f"parameter lowpass_hz={full['lowpass_hz']} must be 0 (off) or in [500, sample_rate/2)")
-    return full
+def study_params(params: dict | None = None, notebook: str = "02_baselines") -> dict:
+    """The notebook's defaults (helpers.schema) updated with `params`; bad names and values fail here."""
+    return schema.check(notebook, params)
 
 
 @functools.lru_cache(maxsize=4)
@@ -70,6 +52,7 @@ class Study:
     external: PairedDataset | None = None
     timings: dict = field(default_factory=dict)
     _test_sets: dict = field(default_factory=dict, repr=False)   # memo of test_sets(), per modality
+    not_testable: dict = field(default_factory=dict)  # modality -> counterfactuals the preprocessing undoes
 
     @property
     def num_classes(self) -> int:
@@ -83,6 +66,12 @@ class Study:
     def clip_samples(self) -> int:
         return int(round(self.params["clip_seconds"] * self.params["sample_rate"]))
 
+    @property
+    def test_pair_positions(self) -> np.ndarray:
+        """Position of each test pair's image inside the image test split (pair k's clip is at position k
+        of the audio test split): what indexes per-item test outputs, e.g. probabilities, by pair."""
+        return np.searchsorted(self.split["image"].test, self.test_pairs)
+
     def labels(self, modality: str, part: str, noisy: bool = True) -> np.ndarray:
         """Labels of a split part; noisy ones for training parts unless noisy=False."""
         idx = getattr(self.split[modality], part)
@@ -95,7 +84,7 @@ class Study:
         if self.params["lowpass_hz"]:
             X = shortcuts.lowpass(X, self.params["sample_rate"], self.params["lowpass_hz"])
         if self.params["normalize_loudness"]:
-            X = shortcuts.normalise_loudness(X)
+            X = shortcuts.normalize_loudness(X)
         return X
 
     def audio(self, idx, train: bool = False, source: PairedDataset | None = None) -> torch.Tensor:
@@ -127,7 +116,11 @@ class Study:
             sr = self.params["sample_rate"]
             sets = {"test": (self.audio_ready(raw), y)}
             for name, fn in shortcuts.AUDIO_COUNTERFACTUALS.items():
-                sets[name] = (self.audio_ready(fn(raw, sr)), y)
+                X = self.audio_ready(fn(raw, sr))
+                if changes_model_input(sets["test"][0], X, modality):
+                    sets[name] = (X, y)
+                else:
+                    self.not_testable.setdefault(modality, []).append(name)
         else:
             raw = self.data.image.X[torch.as_tensor(idx)]
             sets = {"test": (images_float(raw), y)}
@@ -142,9 +135,19 @@ class Study:
         return sets
 
 
-def prepare_study(params: dict | None = None, extra: dict | None = None) -> Study:
-    """Validate parameters, load (cached) data, split, inject label noise, fix the test pairs."""
-    p = study_params(params, extra)
+def changes_model_input(plain: torch.Tensor, changed: torch.Tensor, modality: str, tol: float = 1e-3) -> bool:
+    """Can this counterfactual move a prediction at all? Not when the preprocessing undoes it: at 8 kHz a
+    4 kHz band limit is the Nyquist frequency, and every audio encoder standardises each clip, which
+    undoes a gain. Compared after that standardisation, relative to the input's scale."""
+    if modality == "audio":
+        plain, changed = (standardize(x.float(), dims=1) for x in (plain, changed))
+    scale = float(plain.abs().max()) or 1.0
+    return plain.shape != changed.shape or float((plain - changed).abs().max()) > tol * scale
+
+
+def prepare_study(params: dict | None = None, notebook: str = "02_baselines") -> Study:
+    """Validate `notebook`'s parameters, load (cached) data, split, inject label noise, fix the test pairs."""
+    p = study_params(params, notebook)
     t0 = time.perf_counter()
     data = _load(p["dataset"], p["sample_rate"], p["image_size"], p["progress"])
     load_seconds = time.perf_counter() - t0
@@ -186,12 +189,73 @@ def _load_external(p: dict, data: PairedDataset) -> PairedDataset:
 # --------------------------------------------------------------------------- training
 def pair_sampler(study: Study, rng: np.random.Generator):
     """Each epoch, every training clip gets an image of its (noisy) label's class: noisy correspondence."""
-    from .splits import pair_by_class
-
     a_idx, i_idx = study.split["audio"].train, study.split["image"].train
     y_a = study.y_train["audio"][a_idx]
     y_i = study.data.image.y[i_idx]  # images are drawn by their true class: a flipped clip gets a wrong image
     return lambda: i_idx[pair_by_class(y_a, y_i, rng)]
+
+
+class EpochPairs:
+    """The training pairs of a paired core (notebooks 03, 04, 06), drawn by `pair_sampler` afresh at the start
+    of every epoch: give `start_epoch` to fit's on_epoch_start, then `batch(b)` in the step.
+
+    Records per epoch what the pairs were: the share of mismatched pairs (the clip's true animal is not the
+    image's), and the pairs seen; a step that drops pairs (small-loss selection) adds to "dropped" and
+    "dropped_mismatched" of stats[-1], and `summary()` scores those drops.
+    """
+
+    def __init__(self, study: Study, rng: np.random.Generator):
+        self.study = study
+        self.a_idx = study.split["audio"].train
+        self.labels = torch.as_tensor(study.y_train["audio"][self.a_idx])  # the noisy labels that formed the pairs
+        self.true_a = study.data.audio.y[self.a_idx]
+        self._draw = pair_sampler(study, rng)
+        self.epoch, self.i_idx = -1, None
+        self.stats: list[dict] = []
+
+    def start_epoch(self, epoch: int) -> None:
+        """Draw this epoch's pairs."""
+        self.epoch, self.i_idx = epoch, self._draw()
+        mismatch = self.study.data.image.y[self.i_idx] != self.true_a
+        self.stats.append({"mismatch_rate": float(mismatch.mean()), "pairs_seen": 0, "mismatched_seen": 0,
+                           "dropped": 0, "dropped_mismatched": 0})
+
+    def batch(self, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """(clip indices, image indices, pairing labels) of the batch `b` (positions in the training clips)."""
+        if self.i_idx is None:
+            raise StudyError("no training pairs drawn yet: pass EpochPairs.start_epoch to fit as on_epoch_start")
+        pos = b.numpy()
+        a, i = self.a_idx[pos], self.i_idx[pos]
+        self.stats[-1]["pairs_seen"] += len(pos)
+        self.stats[-1]["mismatched_seen"] += int(self.mismatched(a, i).sum())
+        return a, i, self.labels[b]
+
+    def mismatched(self, a: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Whether each pair (clip a[k], image i[k]) shows two different animals."""
+        return self.study.data.image.y[i] != self.study.data.audio.y[a]
+
+    def summary(self) -> dict:
+        """Per epoch: share of mismatched pairs; with small-loss selection, how well the drops hit them."""
+        out = {"mismatch_rate": [s["mismatch_rate"] for s in self.stats],
+               "dropped_share": [s["dropped"] / max(s["pairs_seen"], 1) for s in self.stats],
+               # precision: share of the dropped pairs that were mismatched; recall: share of mismatched dropped
+               "drop_precision": [s["dropped_mismatched"] / s["dropped"] if s["dropped"] else None for s in self.stats],
+               "drop_recall": [s["dropped_mismatched"] / s["mismatched_seen"] if s["mismatched_seen"] and s["dropped"]
+                               else None for s in self.stats]}
+        out["train_clip_flip_rate"] = float((self.labels.numpy() != self.true_a).mean())
+        return out
+
+
+def val_pairs(study: Study, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed pairing of the validation part, formed as the training pairs are: each validation clip with a
+    validation image of its (noisy) label's class. Returns positions (a_pos, i_pos) into split["audio"].val
+    and split["image"].val; a clip whose class has no validation image cannot be paired and is left out."""
+    y_a, y_i = study.labels("audio", "val"), study.labels("image", "val", noisy=False)
+    keep = np.isin(y_a, y_i)
+    a_pos = np.flatnonzero(keep)
+    if not keep.any():
+        return a_pos, a_pos.copy()
+    return a_pos, pair_by_class(y_a[keep], y_i, rng)
 
 
 def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = None,
@@ -201,7 +265,7 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     p = study.params
     modality = "image" if kind == "image" or kind.endswith(":image") else "audio"
     seed_everything(p["seed"])
-    encoder = encoder or make_encoder(kind, p["embed_dim"], p["sample_rate"])
+    encoder = encoder if encoder is not None else make_encoder(kind, p["embed_dim"], p["sample_rate"])
     model = Classifier(encoder, study.num_classes).to(study.device)
     train_idx = study.split[modality].train
     y = torch.as_tensor(study.labels(modality, "train"))
@@ -216,7 +280,8 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
         pred = predict(model, X_val, study.device).argmax(1).numpy()
         return ev.classification_metrics(y_val, pred, study.num_classes)["macro_f1"]
 
-    history = fit(model, step, len(train_idx), num_epochs=num_epochs or p["epochs"], lr=lr or p["lr"],
+    history = fit(model, step, len(train_idx), num_epochs=p["epochs"] if num_epochs is None else num_epochs,
+                  lr=p["lr"] if lr is None else lr,
                   batch_size=p["batch_size"], generator=study.generator, val_score=val_score,
                   progress=p["progress"], desc=desc or f"{kind} supervised")
     return model, history
@@ -242,7 +307,7 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
     if set(probas) == set(MODALITIES):
         # positions of each pair's clip and image inside the modality test sets
         a_pos = np.arange(len(study.split["audio"].test))
-        i_pos = np.searchsorted(study.split["image"].test, study.test_pairs)
+        i_pos = study.test_pair_positions
         y_pair = labels["audio"]["test"][a_pos]
         for test_set in probas["audio"]:
             if test_set == "external":
@@ -325,6 +390,22 @@ def evaluate_cross_modal(study: Study, method: str, Z: dict) -> list[dict]:
     return rows
 
 
+def reference_errors(study: Study, modality: str, target, T_test: torch.Tensor, y_test: np.ndarray) -> dict:
+    """The references of every reconstruction or translation into `modality`: per-element MSE to T_test of two
+    predictions that ignore the input, the mean training target ("mean") and the mean training target of the
+    row's class ("class_mean"). `target(x)` maps model inputs of the modality to what is reconstructed (the
+    image, or a log-mel); y_test is the class of each row of T_test. The training items are grouped by their
+    true class: an oracle, the floor of a class-level cross reconstruction (a clip's paired image is any
+    image of its class)."""
+    tr = study.split[modality].train
+    T_tr = predict(target, study.inputs(modality, tr), study.device)
+    y_tr = getattr(study.data, modality).y[tr]
+    means = torch.stack([T_tr[y_tr == c].mean(0) if (y_tr == c).any() else T_tr.mean(0)
+                         for c in range(study.num_classes)])
+    return {"mean": float(F.mse_loss(T_tr.mean(0, keepdim=True).expand_as(T_test), T_test)),
+            "class_mean": float(F.mse_loss(means[torch.as_tensor(y_test)], T_test))}
+
+
 # --------------------------------------------------------------------------- the ImageNet model
 def _cached_features(extractor: ImageNetFeatures, X: torch.Tensor) -> np.ndarray:
     """Features of uint8 images X, cached on disk by their content (the extractor is frozen)."""
@@ -385,5 +466,6 @@ def make_record(study: Study, notebook: str, rows: list[dict], details: dict | N
         "notebook": notebook, "params": study.params, "noise_achieved": study.noise_achieved,
         "split_sizes": {m: study.split[m].sizes() for m in MODALITIES},
         "num_test_pairs": len(study.test_pairs), "classes": study.classes, "device": str(study.device),
-        "results": rows, "details": details or {}, "timings": study.timings, **extra,
+        "results": rows, "details": details or {}, "timings": study.timings,
+        "counterfactuals_not_testable": study.not_testable, **extra,
     }

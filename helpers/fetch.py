@@ -215,7 +215,7 @@ def fetch_data(root: Path, base_url: str | None = None, manifests: dict[str, Pat
     if failed:
         failed.sort(key=lambda f: f["path"])
         fix = (f"Check your network connection and rerun (files already verified are kept), or set "
-               f"STUDY_DATA to an existing copy of the data (e.g. /work/shared/data), or set STUDY_DATA_URL "
+               f"STUDY_DATA to an existing copy of the data, or set STUDY_DATA_URL "
                f"to a mirror laid out as <source_repo>/<commit>/<source_path>.")
         if len(unreachable) == len(failed):
             raise StudyError(f"could not fetch the data: {unreachable[0]} ({len(failed)} of {len(jobs)} files "

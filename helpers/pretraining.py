@@ -13,7 +13,7 @@ with the baselines of notebook 02:
 4. fine-tuning each pre-trained encoder with a linear head (`train_classifier`, protocol
    "finetune") on the *noisy* training labels, as a practitioner would: the labels are all they have.
 
-Contrastive (03): objective "infonce" (CLIP: symmetric InfoNCE, learnable temperature) or "supcon"
+Contrastive (03): objective "contrastive" (CLIP: symmetric InfoNCE, learnable temperature) or "supcon"
 (label-aware: every image of the clip's label is a positive); `simclr` adds within-modality
 InfoNCE between two augmented views; remedy "small_loss" drops the largest-loss pairs of each batch.
 Generative (04): objective "mvae" (one latent shared by both modalities, product of experts) or
@@ -32,67 +32,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import evaluation as ev
+from . import schema
 from .config import StudyError
-from .experiments import (Study, embed_all, evaluate_cross_modal, evaluate_embeddings, evaluate_probas,
-                          make_record, pair_sampler, prepare_study, train_classifier)
+from .experiments import (EpochPairs, Study, embed_all, evaluate_cross_modal, evaluate_embeddings, evaluate_probas,
+                          make_record, prepare_study, reference_errors, train_classifier, val_pairs)
 from .models import GaussianHead, ImageDecoder, LogMel, MelDecoder, make_encoder
 from .objectives import (LogitScale, info_nce, kl_standard_normal, product_of_experts, recon_mse,
                          reparameterize, small_loss_mask, supcon_cross_modal)
-from .splits import pair_by_class
 from .training import fit, predict, seed_everything
 
-CONTRASTIVE_OBJECTIVES = ("infonce", "supcon")
-GENERATIVE_OBJECTIVES = ("mvae", "autoencoder")
 REMEDIES = ("none", "small_loss")
-AUDIO_ENCODERS = ("audio_mel", "audio_wave")  # or "timm:<name>:audio_mel"
-METHOD_NAMES = {"infonce": "contrastive", "supcon": "supcon", "mvae": "mvae", "autoencoder": "autoencoder"}
-
-# Parameters of the cores beyond experiments.DEFAULTS (prepare_study rejects any other name).
-# `epochs` is overridden (DEFAULTS' 10 is for supervised training): at fraction 0.8 and image_size 64, 4
-# pre-training epochs took 17 s (contrastive) and 21 s (MVAE) on the quiet 2-core CPU, the whole run with
-# evaluation and 3 fine-tuning epochs 37 s and 45 s; 3-6 times that while other jobs share the cores. The study's
-# grids (params/*_03.yaml, *_04.yaml) set epochs and finetune_epochs themselves.
-CONTRASTIVE_EXTRA = dict(epochs=4, objective="infonce", audio_encoder="audio_mel", proj_dim=64, simclr=False,
-                         remedy="none", drop_rate=None, finetune_epochs=2)
-# decoder_width 16 (models.py's default is 32): an MVAE step decodes 3 posteriors into 2 modalities, and
-# at width 32 the decoders cost 3-4 times the encoders.
-GENERATIVE_EXTRA = dict(epochs=4, objective="mvae", audio_encoder="audio_mel", latent_dim=32, beta=1.0,
-                        decoder_width=16, finetune_epochs=2)
 SIMCLR_LOG_SCALE = math.log(1 / 0.1)  # SimCLR's temperature 0.1, fixed
-
-
-# --------------------------------------------------------------------------- parameters
-def _check_extras(p: dict, objectives: tuple) -> None:
-    """Range checks of the pre-training parameters (the shared ones are checked by prepare_study)."""
-    def need(ok, name, what):
-        if not ok:
-            raise StudyError(f"parameter {name}={p[name]!r} {what}")
-
-    def is_int(v, low):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-    need(p["objective"] in objectives, "objective", f"must be one of {objectives}")
-    kind = p["audio_encoder"]
-    need(isinstance(kind, str) and (kind in AUDIO_ENCODERS or (kind.startswith("timm:") and kind.endswith(":audio_mel"))),
-         "audio_encoder", f"must be one of {AUDIO_ENCODERS} or 'timm:<name>:audio_mel'")
-    need(is_int(p["finetune_epochs"], 0), "finetune_epochs", "must be an integer >= 0 (0 skips fine-tuning)")
-    if "proj_dim" in p:
-        need(is_int(p["proj_dim"], 2), "proj_dim", "must be an integer >= 2")
-        need(isinstance(p["simclr"], bool), "simclr", "must be True or False")
-        need(p["remedy"] in REMEDIES, "remedy", f"must be one of {REMEDIES}")
-        need(p["drop_rate"] is None or (isinstance(p["drop_rate"], (int, float)) and not isinstance(p["drop_rate"], bool)
-                                        and 0 <= p["drop_rate"] < 1),
-             "drop_rate", "must be None (= the noise rate) or a fraction in [0, 1)")
-    if "latent_dim" in p:
-        need(is_int(p["latent_dim"], 2), "latent_dim", "must be an integer >= 2")
-        need(is_int(p["decoder_width"], 4), "decoder_width", "must be an integer >= 4")
-        need(isinstance(p["beta"], (int, float)) and not isinstance(p["beta"], bool) and p["beta"] >= 0,
-             "beta", "must be a non-negative number")
 
 
 def method_name(p: dict) -> str:
     """Row method name: contrastive / supcon / mvae / autoencoder, with +simclr and +small_loss suffixes."""
-    name = METHOD_NAMES[p["objective"]]
+    name = p["objective"]
     if p.get("simclr"):
         name += "+simclr"
     if p.get("remedy", "none") != "none":
@@ -115,62 +70,6 @@ def drop_rate_used(p: dict) -> float:
 
 
 # --------------------------------------------------------------------------- shared pieces
-class _Pairs:
-    """Training pairs re-drawn at the start of every epoch (fit() has no epoch hook: count the batches)."""
-
-    def __init__(self, study: Study, seed: int):
-        self.study = study
-        self.a_idx = study.split["audio"].train
-        self.draw = pair_sampler(study, np.random.default_rng(40_000 + seed))
-        self.labels = torch.as_tensor(study.y_train["audio"][self.a_idx])  # the noisy labels that formed the pairs
-        self.true_a = study.data.audio.y[self.a_idx]
-        self.batches_per_epoch = max(1, len(self.a_idx) // study.params["batch_size"])  # as in training.fit
-        self.calls, self.epoch, self.i_idx = 0, -1, None
-        self.stats: list[dict] = []
-
-    def batch(self, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """(clip indices, image indices, pairing labels) of the batch `b` (positions in the training clips)."""
-        epoch = self.calls // self.batches_per_epoch
-        self.calls += 1
-        if epoch != self.epoch:
-            self.epoch, self.i_idx = epoch, self.draw()
-            mismatch = self.study.data.image.y[self.i_idx] != self.true_a
-            self.stats.append({"mismatch_rate": float(mismatch.mean()), "pairs_seen": 0, "mismatched_seen": 0,
-                               "dropped": 0, "dropped_mismatched": 0})
-        pos = b.numpy()
-        a, i = self.a_idx[pos], self.i_idx[pos]
-        self.stats[-1]["pairs_seen"] += len(pos)
-        self.stats[-1]["mismatched_seen"] += int((self.study.data.image.y[i] != self.true_a[pos]).sum())
-        return a, i, self.labels[b]
-
-    def mismatched(self, a: np.ndarray, i: np.ndarray) -> np.ndarray:
-        return self.study.data.image.y[i] != self.study.data.audio.y[a]
-
-    def summary(self) -> dict:
-        """Per epoch: share of mismatched pairs; with small-loss selection, how well the drops hit them."""
-        out = {"mismatch_rate": [s["mismatch_rate"] for s in self.stats],
-               "dropped_share": [s["dropped"] / max(s["pairs_seen"], 1) for s in self.stats],
-               # precision: share of the dropped pairs that were mismatched; recall: share of mismatched dropped
-               "drop_precision": [s["dropped_mismatched"] / s["dropped"] if s["dropped"] else None for s in self.stats],
-               "drop_recall": [s["dropped_mismatched"] / s["mismatched_seen"] if s["mismatched_seen"] and s["dropped"]
-                               else None for s in self.stats]}
-        flipped = self.study.y_train["audio"][self.a_idx] != self.true_a
-        out["train_clip_flip_rate"] = float(flipped.mean())
-        return out
-
-
-def _val_pairs(study: Study) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validation clips and images with the labels the pairing uses (clips: noisy, images: their class),
-    and one fixed pairing of them (for the generative models' cross reconstruction on validation)."""
-    a_val, i_val = study.split["audio"].val, study.split["image"].val
-    y_a, y_i = study.labels("audio", "val"), study.data.image.y[i_val]
-    keep = np.isin(y_a, y_i)  # a clip whose (noisy) class has no validation image cannot be paired
-    partner = np.full(len(a_val), -1)
-    if keep.any():
-        partner[keep] = pair_by_class(y_a[keep], y_i, np.random.default_rng(50_000 + study.params["seed"]))
-    return y_a, y_i, partner, keep
-
-
 def _slice(Z: dict, cols: slice) -> dict:
     """The same embed_all structure with only some columns of every embedding."""
     return {m: {"train": z["train"][:, cols], "val": z["val"][:, cols],
@@ -256,14 +155,13 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
     (modality -> fine-tuned classifier) and "study". Saves image_encoder.pt, audio_encoder.pt and
     heads.pt (projections and temperature) in run_dir when given.
     """
-    study = prepare_study(params, extra=CONTRASTIVE_EXTRA)
+    study = prepare_study(params, "03_contrastive")
     p = study.params
-    _check_extras(p, CONTRASTIVE_OBJECTIVES)
     method, drop = method_name(p), drop_rate_used(p)
     seed_everything(p["seed"])
     model = ContrastiveModel(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["proj_dim"], p["simclr"])
     model.to(study.device)
-    pairs = _Pairs(study, p["seed"])
+    pairs = EpochPairs(study, np.random.default_rng(40_000 + p["seed"]))
     dev = study.device
 
     def pair_loss(za, zi, labels, scale, reduction):
@@ -295,11 +193,11 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
         return loss
 
     X_val = {m: study.inputs(m, study.split[m].val) for m in ("audio", "image")}
-    y_a, y_i, _, _ = _val_pairs(study)
+    y_a, y_i = study.labels("audio", "val"), study.labels("image", "val", noisy=False)  # as the pairs are formed
     t0 = time.perf_counter()
     history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
-                  progress=p["progress"], desc=f"{method} pre-training")
+                  on_epoch_start=pairs.start_epoch, progress=p["progress"], desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
     d = p["embed_dim"]
@@ -376,16 +274,16 @@ def _recon_weights(model: PairedVAE, study: Study) -> dict:
     return {m: mean_dim / (dims[m] * max(out[m], 1e-6)) for m in out}
 
 
-def _val_recon_error(model: PairedVAE, study: Study, X_val: dict, T_val: dict, partner, keep, weights) -> float:
+def _val_recon_error(model: PairedVAE, study: Study, X_val: dict, T_val: dict, val_pos: tuple, weights) -> float:
     """Weighted per-element squared error on validation, from the posterior means: each modality's own
-    reconstruction, and (MVAE) each cross reconstruction over a fixed pairing of the validation items."""
+    reconstruction, and (MVAE) each cross reconstruction over a fixed pairing of the validation items
+    (val_pos: the positions (a_pos, i_pos) of `experiments.val_pairs`)."""
     dev = study.device
     mu = {m: predict(model.embedder(m), X_val[m], dev) for m in ("image", "audio")}
     errs = [w * F.mse_loss(predict(lambda z: model.decode(m, z), mu[m], dev), T_val[m]).item()
             for m, w in weights.items()]
-    if model.shared and keep.any():
-        a_pos = np.flatnonzero(keep)
-        i_pos = partner[keep]
+    a_pos, i_pos = val_pos
+    if model.shared and len(a_pos):
         pairs = {"image": ("audio", a_pos, i_pos), "audio": ("image", i_pos, a_pos)}
         for m, (src, src_pos, tgt_pos) in pairs.items():
             x_hat = predict(lambda z: model.decode(m, z), mu[src][src_pos], dev)
@@ -404,7 +302,7 @@ def _reconstruction_errors(model: PairedVAE, study: Study, method: str) -> list[
     y = {m: getattr(study.data, m).y[study.split[m].test] for m in X}
     mu = {m: predict(model.embedder(m), X[m], dev) for m in X}
     a_pos = np.arange(len(study.split["audio"].test))
-    i_pos = np.searchsorted(study.split["image"].test, study.test_pairs)
+    i_pos = study.test_pair_positions
     T_pair = {"image": T["image"][i_pos], "audio": T["audio"][a_pos]}
     rows = []
 
@@ -427,13 +325,10 @@ def _reconstruction_errors(model: PairedVAE, study: Study, method: str) -> list[
             add(f"joint->{name[m]}", predict(decode[m], mu_joint, dev), T_pair[m], m)
     # references, from the training part (the image classes are true; the clips' classes too: an oracle)
     for m in X:
-        tr = study.split[m].train
-        T_tr = predict(lambda x: model.target(m, x), study.inputs(m, tr), dev)
-        y_tr = getattr(study.data, m).y[tr]
-        add(f"mean->{name[m]}", T_tr.mean(0, keepdim=True).expand_as(T[m]), T[m], m)
-        means = torch.stack([T_tr[y_tr == c].mean(0) if (y_tr == c).any() else T_tr.mean(0)
-                             for c in range(study.num_classes)])
-        add(f"class_mean->{name[m]}", means[torch.as_tensor(y[m])], T[m], m)
+        ref = reference_errors(study, m, lambda x, m=m: model.target(m, x), T[m], y[m])
+        for ref_name in ("mean", "class_mean"):
+            rows.append({"method": method, "view": f"{ref_name}->{name[m]}", "target": name[m],
+                         "mse": ref[ref_name], "n": int(len(T[m]))})
     return rows
 
 
@@ -473,15 +368,14 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     models: "vae" (PairedVAE), "image"/"audio" (its encoders), "finetuned", "study". Saves
     image_encoder.pt, audio_encoder.pt and vae.pt (everything, decoders included) in run_dir.
     """
-    study = prepare_study(params, extra=GENERATIVE_EXTRA)
+    study = prepare_study(params, "04_generative")
     p = study.params
-    _check_extras(p, GENERATIVE_OBJECTIVES)
     method, shared = method_name(p), p["objective"] == "mvae"
     seed_everything(p["seed"])
     model = PairedVAE(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["latent_dim"], p["image_size"],
                       study.clip_samples, shared, p["decoder_width"]).to(study.device)
     weights = _recon_weights(model, study)
-    pairs, dev, beta = _Pairs(study, p["seed"]), study.device, float(p["beta"])
+    pairs, dev, beta = EpochPairs(study, np.random.default_rng(40_000 + p["seed"])), study.device, float(p["beta"])
 
     def step(b, gen):
         a, i, _ = pairs.batch(b)
@@ -491,12 +385,12 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     X_val = {m: study.inputs(m, study.split[m].val) for m in ("image", "audio")}
     with torch.no_grad():
         T_val = {m: predict(lambda x, m=m: model.target(m, x), X_val[m], dev) for m in X_val}
-    _, _, partner, keep = _val_pairs(study)
+    val_pos = val_pairs(study, np.random.default_rng(50_000 + p["seed"]))
     t0 = time.perf_counter()
     history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator,
-                  val_score=lambda: -_val_recon_error(model, study, X_val, T_val, partner, keep, weights),
-                  progress=p["progress"], desc=f"{method} pre-training")
+                  val_score=lambda: -_val_recon_error(model, study, X_val, T_val, val_pos, weights),
+                  on_epoch_start=pairs.start_epoch, progress=p["progress"], desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
     rows, details, finetuned, ft_history = _evaluate(
@@ -540,26 +434,17 @@ def reconstruction_examples(models: dict, n: int = 6) -> dict:
 
 
 # --------------------------------------------------------------------------- notebook drivers
-def _objectives(value: str, known: tuple) -> list[str]:
-    names = [s.strip() for s in str(value).split(",") if s.strip()]
-    bad = [s for s in names if s not in known]
-    if not names or bad:
-        raise StudyError(f"parameter objective={value!r}: give one or more of {known}, separated by commas")
-    return list(dict.fromkeys(names))
-
-
 def run_notebook(core: str, params: dict, run_dir: Path | None = None) -> tuple[dict, dict]:
     """Run `core` ("contrastive" or "generative") once per objective of params["objective"] (a comma list),
     and merge the records into one whose params are the notebook's (objective as given). Each
     objective's weights go to run_dir/<method>/. Returns (record, {method: models})."""
-    run, extra, known = ((run_contrastive, CONTRASTIVE_EXTRA, CONTRASTIVE_OBJECTIVES) if core == "contrastive"
-                         else (run_generative, GENERATIVE_EXTRA, GENERATIVE_OBJECTIVES))
-    params = dict(params)
-    objectives = _objectives(params.get("objective", extra["objective"]), known)
+    run, notebook = (run_contrastive, "03_contrastive") if core == "contrastive" else (run_generative, "04_generative")
+    params = schema.check(notebook, params)
+    objectives = list(dict.fromkeys(schema.parse_list(params["objective"])))
     merged, models = None, {}
     for objective in objectives:
         one = {**params, "objective": objective}
-        method = method_name({**extra, **one})
+        method = method_name(one)
         sub = Path(run_dir) / method if run_dir is not None else None
         record, models[method] = run(one, sub)
         if merged is None:

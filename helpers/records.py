@@ -136,9 +136,11 @@ def _notebook_code(path: Path) -> bytes:
         return path.read_bytes()  # unreadable as a notebook: hash it as it is
 
 
-# Code that only reads records, explores the data or times things: no grid point's numbers depend on
-# it, so editing it (say, the report while a sweep runs) must not mark finished points as stale.
-NOT_RESULT_CODE = ("helpers/bench.py", "helpers/reporting.py", "helpers/__main__.py",
+# Code that only reads records, draws, explores the data or times things: no grid point's numbers depend
+# on it (the grid notebooks use tables and plots only to show a record already written), so editing it
+# (say, the report while a sweep runs) must not mark finished points as stale.
+NOT_RESULT_CODE = ("helpers/bench.py", "helpers/report.py", "helpers/tables.py", "helpers/curves.py",
+                   "helpers/plots.py", "helpers/__main__.py",
                    "notebooks/01_data_exploration.ipynb", "notebooks/05_label_noise.ipynb",
                    "notebooks/07_scaling.ipynb")
 

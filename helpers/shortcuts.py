@@ -162,14 +162,88 @@ def jpeg_reencode(X, quality=10):
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous().to(X.device)
 
 
-# Name -> transform, for looping over counterfactuals in a notebook.
+def band_pass(X, sample_rate, low_hz, high_hz):
+    """Keep only the band [low_hz, high_hz] (FFT brick wall): a telephone line keeps 300-3400 Hz."""
+    _check_audio(X, sample_rate)
+    if not 0 <= low_hz < high_hz:
+        raise StudyError(f"band [{low_hz}, {high_hz}] Hz must have 0 <= low < high")
+    L = X.shape[1]
+    spec = torch.fft.rfft(X.to(torch.promote_types(X.dtype, torch.float32)), dim=1)
+    freqs = torch.fft.rfftfreq(L, d=1.0 / sample_rate, device=X.device)
+    spec[:, (freqs < low_hz) | (freqs > high_hz)] = 0
+    return torch.fft.irfft(spec, n=L, dim=1).to(X.dtype)
+
+
+def mu_law_8bit(X, mu=255):
+    """Round-trip through 8-bit mu-law (G.711's companding): coarse quantisation of quiet samples.
+
+    Each clip is scaled to peak 1 first and back after, so the codec's noise floor is relative to
+    the clip, as on a real telephone chain whose gain is set to the signal.
+    """
+    _check_audio(X)
+    peak = X.abs().amax(dim=1, keepdim=True).clamp_min(1e-8)
+    x = (X / peak).clamp(-1, 1)
+    y = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+    q = torch.round((y + 1) / 2 * mu) / mu * 2 - 1                  # 256 levels
+    return (torch.sign(q) * ((1 + mu) ** q.abs() - 1) / mu * peak).to(X.dtype)
+
+
+def add_noise(X, snr_db=10.0, seed=0):
+    """White noise at a fixed signal-to-noise ratio per clip (seeded: the same noise on every run).
+    Loudness normalisation scales signal and noise together, so it cannot undo this."""
+    _check_audio(X)
+    g = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn(X.shape, generator=g).to(X.device, X.dtype)
+    p_signal = X.pow(2).mean(dim=1, keepdim=True)
+    p_noise = noise.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12)
+    return X + noise * torch.sqrt(p_signal / p_noise * 10.0 ** (-snr_db / 10.0))
+
+
+def reverberate(X, sample_rate, rt60_s=0.5, seed=0):
+    """Convolve with a seeded synthetic room response (exponentially decaying noise, RT60 `rt60_s`):
+    another room, not another animal."""
+    _check_audio(X, sample_rate)
+    n = max(2, int(rt60_s * sample_rate))
+    g = torch.Generator().manual_seed(int(seed))
+    t = torch.arange(n, dtype=torch.float32) / sample_rate
+    ir = torch.randn(n, generator=g) * torch.exp(-6.91 * t / rt60_s)   # -60 dB at rt60
+    ir[0] = 1.0
+    ir = ir / ir.norm()
+    L = X.shape[1]
+    size = 1 << (L + n - 1).bit_length()
+    spec = torch.fft.rfft(X.float(), size, dim=1) * torch.fft.rfft(ir.to(X.device), size)
+    return torch.fft.irfft(spec, size, dim=1)[:, :L].to(X.dtype)
+
+
+def zoom_crop(X, keep=0.6):
+    """Reframe: the central `keep` share of each side, resized back (the animal closer, less background)."""
+    _check_images(X)
+    if not 0.1 <= keep < 1:
+        raise StudyError(f"keep={keep!r} must be in [0.1, 1)")
+    H, W = X.shape[2], X.shape[3]
+    h, w = max(1, round(H * keep)), max(1, round(W * keep))
+    top, left = (H - h) // 2, (W - w) // 2
+    crop = X[:, :, top:top + h, left:left + w].float()
+    return F.interpolate(crop, size=(H, W), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+
+
+# Name -> transform, for looping over counterfactuals. Each changes the recording chain or the framing,
+# not the animal. Whether one can change a model's input under the run's preprocessing is checked per
+# run (helpers.experiments): at 8 kHz the 4 kHz limit is the Nyquist frequency and changes nothing,
+# and loudness normalisation undoes a gain; such a test is reported as not testable, never as a drop of 0.
 AUDIO_COUNTERFACTUALS = {
     "bandlimit_4k": lambda X, sample_rate: band_limit(X, sample_rate, 4000),
+    "bandlimit_2k": lambda X, sample_rate: band_limit(X, sample_rate, 2000),
+    "telephone_band": lambda X, sample_rate: band_pass(X, sample_rate, 300, 3400),
+    "mu_law_8bit": lambda X, sample_rate: mu_law_8bit(X),
+    "noise_10db": lambda X, sample_rate: add_noise(X, 10.0),
+    "reverb_0.5s": lambda X, sample_rate: reverberate(X, sample_rate, 0.5),
     "quieter_12db": lambda X, sample_rate: change_loudness(X, -12),
     "cut_1s": lambda X, sample_rate: cut_audio(X, sample_rate, 1.0),
 }
 IMAGE_COUNTERFACTUALS = {
     "border_replaced": lambda X: replace_border(X, 0.125),
+    "zoom_crop": lambda X: zoom_crop(X, 0.6),
     "greyscale": to_greyscale,
     "jpeg_q10": lambda X: jpeg_reencode(X, 10),
 }
@@ -179,7 +253,7 @@ IMAGE_COUNTERFACTUALS = {
 # 2. Mitigations for training (batched torch; seeded by an explicit generator)
 
 
-def normalise_loudness(X, target_rms=0.1, floor_rms=1e-4):
+def normalize_loudness(X, target_rms=0.1, floor_rms=1e-4):
     """Scale each clip to RMS `target_rms` so recording level cannot be learned.
 
     Clips quieter than `floor_rms` (-80 dBFS, i.e. silence) are scaled as if they had that
@@ -190,24 +264,6 @@ def normalise_loudness(X, target_rms=0.1, floor_rms=1e-4):
         raise StudyError(f"target_rms={target_rms!r} must be a positive RMS level, e.g. 0.1")
     rms = X.float().pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(floor_rms)
     return (X * (target_rms / rms)).to(X.dtype)
-
-
-def random_crop_loop(buffers, clip_len, generator=None):
-    """Random window of `clip_len` samples from each loop-padded buffer [N, B] -> [N, clip_len].
-
-    Buffers longer than a clip (loop-padded by the data layer) let every epoch see a different
-    phase of the recording, so where the clip starts or ends (and the pad seam) carries no
-    fixed signal. Start indices come from `generator`, so runs are reproducible.
-    """
-    _check_audio(buffers)
-    B = buffers.shape[1]
-    if not isinstance(clip_len, int) or not 1 <= clip_len <= B:
-        raise StudyError(f"clip_len={clip_len!r} must be an integer in [1, buffer length {B}]")
-    dev = generator.device if generator is not None else torch.device("cpu")
-    starts = torch.randint(0, B - clip_len + 1, (buffers.shape[0], 1), generator=generator,
-                           device=dev).to(buffers.device)
-    idx = starts + torch.arange(clip_len, device=buffers.device)
-    return torch.gather(buffers, 1, idx)
 
 
 def augment_images(X, generator=None, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.5,

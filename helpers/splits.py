@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import NOISE_KINDS, StudyError
+from .config import StudyError
+from .schema import NOISE_KINDS
 
 
 @dataclass

@@ -54,16 +54,20 @@ StepFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: int, lr: float = 1e-3,
         batch_size: int = 64, weight_decay: float = 1e-4, generator: torch.Generator,
         val_score: Callable[[], float] | None = None, params: list | None = None,
+        on_epoch_start: Callable[[int], None] | None = None,
         progress: bool = True, desc: str = "training") -> History:
     """Train `model` for num_epochs with AdamW and a cosine schedule.
 
     `step(idx, generator)` returns the mean loss of the batch of example indices `idx` (it moves its own
-    tensors to the device). `val_score()` (higher is better) is evaluated after each epoch on the
-    validation part; the weights of the best epoch are restored, so the epoch count is chosen on
-    validation, never on test.
+    tensors to the device). `on_epoch_start(epoch)` (epoch counted from 0) is called before the first
+    batch of every epoch, e.g. to re-draw the training pairs. `val_score()` (higher is better) is
+    evaluated after each epoch on the validation part; the weights of the best epoch are restored, so
+    the epoch count is chosen on validation, never on test.
     """
     from tqdm.auto import tqdm
 
+    if num_epochs < 1:
+        raise StudyError(f"{desc}: num_epochs={num_epochs!r} trains nothing; give at least 1 epoch")
     if num_examples < 2:
         raise StudyError(f"{desc}: {num_examples} training example(s) is too few to train on")
     optimizer = torch.optim.AdamW(params if params is not None else model.parameters(), lr=lr,
@@ -73,7 +77,9 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     history, best_state, best = History(), None, -float("inf")
     start = time.perf_counter()
     bar = tqdm(range(num_epochs), desc=desc, disable=not progress, leave=False)
-    for _ in bar:
+    for epoch in bar:
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         model.train()
         order = torch.randperm(num_examples, generator=generator)
         losses = []

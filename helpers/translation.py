@@ -47,55 +47,19 @@ import torchaudio
 from torch import nn
 
 from . import evaluation as ev
+from . import schema
 from .config import StudyError
-from .experiments import DEFAULTS, Study, make_record, pair_sampler, prepare_study, train_classifier
+from .experiments import (EpochPairs, Study, make_record, prepare_study, reference_errors, train_classifier,
+                          val_pairs)
 from .models import AudioMelCNN, Classifier, ImageDecoder, LogMel, MelDecoder, make_encoder, standardize
-from .splits import pair_by_class
+from .pretraining import PairedVAE, run_generative
 from .training import History, fit, predict, seed_everything
+from .visualization import find_run
 
 DIRECTIONS = ("audio->image", "image->audio")
-MVAE_SOURCES = ("auto", "train", "off")
-# Parameters of notebook 06 beyond experiments.DEFAULTS (prepare_study rejects any other name).
-TRANSLATION_EXTRA = dict(epochs=3, translator_encoder="judge", latent_dim=64, decoder_width=16, class_weight=1.0,
-                         fractions="0.2,0.8", mvae="auto", griffin_lim_iters=16)
-TRANSLATOR_ENCODERS = ("judge", "own")
 # What a notebook 04 run must share with this one for its MVAE to be reused (data, split, inputs, sizes).
 MVAE_MATCH = ("dataset", "fraction", "noise", "noise_kind", "seed", "image_size", "sample_rate", "clip_seconds",
               "lowpass_hz", "normalize_loudness", "embed_dim")
-TARGET_NAMES = {"image": "image", "audio": "mel"}
-
-
-# --------------------------------------------------------------------------- parameters
-def parse_fractions(value) -> list[float]:
-    """'0.2,0.5,0.8' (or a list) -> sorted distinct floats, each a valid training fraction."""
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    try:
-        out = sorted({float(v) for v in items if str(v).strip()})
-    except ValueError:
-        raise StudyError(f"parameter fractions={value!r} must be training fractions separated by commas, "
-                         "e.g. '0.2,0.5,0.8'") from None
-    if not out or any(not 0 < f <= 0.8 for f in out):
-        raise StudyError(f"parameter fractions={value!r}: give one or more fractions in (0, 0.8], e.g. '0.2,0.8'")
-    return out
-
-
-def _check_extras(p: dict) -> None:
-    def need(ok, name, what):
-        if not ok:
-            raise StudyError(f"parameter {name}={p[name]!r} {what}")
-
-    def is_int(v, low):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-    need(p["translator_encoder"] in TRANSLATOR_ENCODERS, "translator_encoder",
-         f"must be one of {TRANSLATOR_ENCODERS} (the source judge's encoder, frozen; or its own, trained)")
-    need(is_int(p["latent_dim"], 2), "latent_dim", "must be an integer >= 2")
-    need(is_int(p["decoder_width"], 4), "decoder_width", "must be an integer >= 4 (channels of the decoder)")
-    need(isinstance(p["class_weight"], (int, float)) and not isinstance(p["class_weight"], bool)
-         and p["class_weight"] >= 0, "class_weight", "must be a non-negative number (0: no class term)")
-    need(p["mvae"] in MVAE_SOURCES, "mvae", f"must be one of {MVAE_SOURCES}")
-    need(is_int(p["griffin_lim_iters"], 1), "griffin_lim_iters", "must be an integer >= 1")
-    parse_fractions(p["fractions"])
 
 
 def _direction(direction: str) -> tuple[str, str]:
@@ -234,36 +198,6 @@ class Translator(nn.Module):
         return self.decode(*self.features(x))
 
 
-class _EpochPairs:
-    """Training pairs (clip, image of its noisy class) re-drawn at the start of every epoch (fit() has no
-    epoch hook: the batches are counted)."""
-
-    def __init__(self, study: Study, seed: int):
-        self.a_idx = study.split["audio"].train
-        self.draw = pair_sampler(study, np.random.default_rng(60_000 + seed))
-        self.per_epoch = max(1, len(self.a_idx) // study.params["batch_size"])  # as in training.fit
-        self.calls, self.epoch, self.i_idx = 0, -1, None
-
-    def batch(self, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        epoch = self.calls // self.per_epoch
-        self.calls += 1
-        if epoch != self.epoch:
-            self.epoch, self.i_idx = epoch, self.draw()
-        pos = b.numpy()
-        return self.a_idx[pos], self.i_idx[pos]
-
-
-def _val_pairs(study: Study) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed pairing of validation clips with validation images of the clip's (noisy) class."""
-    a_val, i_val = study.split["audio"].val, study.split["image"].val
-    y_a, y_i = study.labels("audio", "val"), study.data.image.y[i_val]
-    keep = np.isin(y_a, y_i)  # a clip whose class has no validation image cannot be paired
-    if not keep.any():
-        return a_val[:0], i_val[:0]
-    partner = pair_by_class(y_a[keep], y_i, np.random.default_rng(70_000 + study.params["seed"]))
-    return a_val[keep], i_val[partner]
-
-
 class _Lookup:
     """Rows of tensors computed once for some items of a modality, fetched by item index."""
 
@@ -294,10 +228,10 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     src, tgt = _direction(direction)
     seed_everything(p["seed"])
     model = Translator(direction, study.num_classes, p["embed_dim"], p["sample_rate"], p["image_size"],
-                       study.clip_samples, p.get("latent_dim", TRANSLATION_EXTRA["latent_dim"]),
+                       study.clip_samples, p["latent_dim"],
                        classifier=source_classifier,
-                       width=p.get("decoder_width", TRANSLATION_EXTRA["decoder_width"])).to(study.device)
-    class_weight = float(p.get("class_weight", TRANSLATION_EXTRA["class_weight"]))
+                       width=p["decoder_width"]).to(study.device)
+    class_weight = p["class_weight"]
     dev = study.device
     tgt_idx = study.split[tgt].train
     targets = _Lookup(tgt_idx, len(getattr(study.data, tgt).y),
@@ -309,10 +243,10 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
         features = _Lookup(src_idx, len(getattr(study.data, src).y),
                            *[predict(lambda x, k=k: model.features(x)[k], study.inputs(src, src_idx), dev)
                              for k in (0, 1)])
-    pairs = _EpochPairs(study, p["seed"])
+    pairs = EpochPairs(study, np.random.default_rng(60_000 + p["seed"]))
 
     def step(b, gen):
-        a, i = pairs.batch(b)
+        a, i, _ = pairs.batch(b)
         idx = {"audio": a, "image": i}
         target = targets(idx[tgt])[0].to(dev)
         if model.frozen:
@@ -325,7 +259,8 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
             loss = loss + class_weight * F.cross_entropy(logits, y)
         return loss
 
-    a_val, i_val = _val_pairs(study)
+    a_pos, i_pos = val_pairs(study, np.random.default_rng(70_000 + p["seed"]))
+    a_val, i_val = study.split["audio"].val[a_pos], study.split["image"].val[i_pos]
     val_idx = {"audio": a_val, "image": i_val}
     X_val = study.inputs(src, val_idx[src])
     T_val = predict(model.target, study.inputs(tgt, val_idx[tgt]), dev)
@@ -333,11 +268,11 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     def val_score():
         return -F.mse_loss(predict(model, X_val, dev), T_val).item() / target_var
 
-    history = fit(model, step, len(pairs.a_idx), num_epochs=num_epochs or p["epochs"], lr=p["lr"],
-                  batch_size=p["batch_size"], generator=study.generator,
+    history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"] if num_epochs is None else num_epochs,
+                  lr=p["lr"], batch_size=p["batch_size"], generator=study.generator,
                   params=[q for q in model.parameters() if q.requires_grad],
-                  val_score=val_score if len(a_val) else None, progress=p["progress"],
-                  desc=f"translator {direction}")
+                  val_score=val_score if len(a_val) else None, on_epoch_start=pairs.start_epoch,
+                  progress=p["progress"], desc=f"translator {direction}")
     return model, history
 
 
@@ -357,24 +292,18 @@ def load_mvae(study: Study, results_dir=None) -> tuple[nn.Module, dict] | None:
     Looks for records of 04_generative whose run folder (or its mvae/ sub-folder, as run_notebook
     writes it) holds vae.pt, builds the PairedVAE from that record's parameters and loads the weights.
     """
-    from .visualisation import find_run
-    try:
-        from .pretraining import GENERATIVE_EXTRA, PairedVAE
-    except ImportError:
-        return None
     for sub in ("mvae/vae.pt", "vae.pt"):
         record = find_run("04_generative", study.params, keys=MVAE_MATCH, results_dir=results_dir, require=sub)
         if record is None:
             continue
-        rp = {**GENERATIVE_EXTRA, **record["params"]}
+        rp = {**schema.defaults("04_generative"), **record["params"]}
         if rp.get("objective") not in ("mvae",) and sub == "vae.pt":
             continue
         if sub == "mvae/vae.pt":  # the sub-folder holds the single-objective record, if any
             rp = {**rp, "objective": "mvae"}
         try:
             vae = PairedVAE(rp["audio_encoder"], rp["embed_dim"], rp["sample_rate"], rp["latent_dim"],
-                            rp["image_size"], study.clip_samples, True,
-                            record["params"].get("decoder_width") or 32)  # absent: a run from before the parameter
+                            rp["image_size"], study.clip_samples, True, rp["decoder_width"])
             vae.load_state_dict(torch.load(Path(record["run_dir"]) / sub, map_location="cpu", weights_only=True))
         except Exception:  # other code version, other sizes: not usable, train instead
             continue
@@ -386,21 +315,18 @@ def load_mvae(study: Study, results_dir=None) -> tuple[nn.Module, dict] | None:
 def get_mvae(study: Study, how: str = "auto", epochs: int | None = None) -> tuple[nn.Module | None, dict]:
     """The MVAE for the cross decoders: loaded from a matching notebook 04 run ("auto", when one exists)
     or trained here with run_generative at this study's parameters and `epochs` (no fine-tuning).
-    Returns (vae or None, {"source": ..., ...}); None with the reason when pretraining is unusable or off."""
+    Returns (vae or None, {"source": ..., ...}); None when `how` is "off"."""
     if how == "off":
         return None, {"source": "off"}
     if how == "auto":
         found = load_mvae(study)
         if found is not None:
             return found
-    try:
-        from .pretraining import run_generative
-    except ImportError as e:
-        return None, {"source": "unavailable", "reason": f"helpers.pretraining: {e}"}
     p = study.params
-    # the shared parameters only: latent size and beta are the MVAE's own (GENERATIVE_EXTRA), as in notebook 04
-    gp = {k: v for k, v in p.items() if k in DEFAULTS and k != "external_data"}
-    gp |= {"objective": "mvae", "audio_encoder": "audio_mel", "finetune_epochs": 0, "epochs": epochs or p["epochs"]}
+    # the shared parameters only: latent size and beta are notebook 04's own defaults
+    gp = {k: v for k, v in p.items() if k in schema.names("02_baselines") and k != "external_data"}
+    gp |= {"objective": "mvae", "audio_encoder": "audio_mel", "finetune_epochs": 0,
+           "epochs": p["epochs"] if epochs is None else epochs}
     t0 = time.perf_counter()
     record, models = run_generative(gp)
     return models["vae"].eval(), {"source": "trained", "epochs": gp["epochs"],
@@ -440,7 +366,7 @@ def prepare_test_inputs(study: Study) -> dict:
     X = {m: study.inputs(m, study.split[m].test) for m in ("audio", "image")}
     y = {m: getattr(study.data, m).y[study.split[m].test] for m in X}
     a_pos = np.arange(len(study.split["audio"].test))
-    i_pos = np.searchsorted(study.split["image"].test, study.test_pairs)
+    i_pos = study.test_pair_positions
     mel = predict(LogMel(study.params["sample_rate"]).to(study.device), X["audio"], study.device)
     return {"X": X, "y": y, "a_pos": a_pos, "i_pos": i_pos, "mel": mel}
 
@@ -523,31 +449,16 @@ def evaluate_translations(study: Study, judges: dict, translators: dict, inverte
                 add(method, "judge", "image->audio", "griffin_lim", y["image"], p)
                 retrieval(method, "image->audio", "griffin_lim", predict(judges["audio"].encoder, wave, dev),
                           y["image"], "audio")
-    recon += reference_reconstructions(study, data)
+    # references: translators that ignore the input, against the same paired targets
+    mel_fn = LogMel(study.params["sample_rate"]).to(dev)
+    for tgt, view, name, target, T_test in (("image", "audio->image", "image", lambda x: x, X["image"][i_pos]),
+                                            ("audio", "image->audio", "mel", mel_fn, data["mel"][a_pos])):
+        ref = reference_errors(study, tgt, target, T_test, y["audio"][a_pos])  # labelled by the pair's class
+        for method in ("mean", "class_mean"):
+            recon.append({"method": method, "view": view, "target": name, "fraction": frac, "mse": ref[method],
+                          "n": int(len(T_test))})
     return {"rows": rows, "details": details, "reconstruction": recon, "outputs": outputs, "probas": probas,
             "data": data}
-
-
-def reference_reconstructions(study: Study, data: dict) -> list[dict]:
-    """MSE to the paired targets of two translators that ignore the input: the training mean target,
-    and the training mean target of the true class (an oracle: the floor of a class-level translation,
-    since a clip's paired image is any image of its class)."""
-    frac, dev = study.params["fraction"], study.device
-    mel_fn = LogMel(study.params["sample_rate"]).to(dev)
-    out = []
-    for tgt, view, name in (("image", "audio->image", "image"), ("audio", "image->audio", "mel")):
-        tr = study.split[tgt].train
-        T_tr = study.image(tr) if tgt == "image" else predict(mel_fn, study.audio(tr), dev)
-        y_tr = getattr(study.data, tgt).y[tr]
-        T_test = data["X"]["image"][data["i_pos"]] if tgt == "image" else data["mel"][data["a_pos"]]
-        y_test = data["y"]["audio"][data["a_pos"]]  # the pair's class
-        means = torch.stack([T_tr[y_tr == c].mean(0) if (y_tr == c).any() else T_tr.mean(0)
-                             for c in range(study.num_classes)])
-        for method, pred in (("mean", T_tr.mean(0, keepdim=True).expand_as(T_test)),
-                             ("class_mean", means[torch.as_tensor(y_test)])):
-            out.append({"method": method, "view": view, "target": name, "fraction": frac,
-                        "mse": float(F.mse_loss(pred, T_test)), "n": int(len(T_test))})
-    return out
 
 
 def fill_missing_rows(study: Study, result: dict) -> list[dict]:
@@ -582,10 +493,9 @@ def run_translation(params: dict | None = None, run_dir: Path | None = None) -> 
     "outputs" (translations of the test items), "data" (test inputs). Saves the translators'
     and judges' weights in run_dir when given.
     """
-    study = prepare_study(params, extra=TRANSLATION_EXTRA)
+    study = prepare_study(params, "06_translation")
     p = study.params
-    _check_extras(p)
-    fractions = parse_fractions(p["fractions"])
+    fractions = schema.parse_fractions(p["fractions"])
     t0 = time.perf_counter()
     judges, judge_history = train_judges(study)
     study.timings["judges_s"] = round(time.perf_counter() - t0, 2)
@@ -613,7 +523,7 @@ def run_translation(params: dict | None = None, run_dir: Path | None = None) -> 
     for fraction in fractions:
         if math.isclose(fraction, p["fraction"]):
             continue
-        sub = prepare_study({**p, "fraction": fraction}, extra=TRANSLATION_EXTRA)
+        sub = prepare_study({**p, "fraction": fraction}, "06_translation")
         sub_judges, _ = train_judges(sub)
         sub_translators = {"translator": {
             d: train_translator(sub, d, source_classifier=sub_judges[_direction(d)[0]]

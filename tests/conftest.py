@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import cache_dir
+from helpers.config import cache_dir, data_root
 from helpers.synthetic import make_synthetic
 
 # The environment as the test run started it, before any test sets STUDY_CACHE for itself:
@@ -19,8 +19,8 @@ README_IMAGE = {"bird": 156, "cat": 87, "dog": 93, "cow": 109, "chicken": 80, "l
 
 @pytest.fixture(scope="session")
 def real_root() -> Path:
-    """The real data root ($STUDY_DATA, else /work/shared/data); the test is skipped when it is absent."""
-    root = Path(os.environ.get("STUDY_DATA") or "/work/shared/data").expanduser()
+    """The real data root ($STUDY_DATA, else data/ in the repository); the test is skipped when it is absent."""
+    root = data_root()
     if not ((root / "animal-sounds").is_dir() and (root / "animal-images").is_dir()):
         pytest.skip(f"real data not found at {root} (set STUDY_DATA or run `python -m helpers data fetch`)")
     return root
@@ -77,7 +77,7 @@ def synthetic_yaml(tmp_path, cache_env) -> Path:
 @pytest.fixture(scope="module")
 def synthetic_study(tmp_path_factory, request):
     """A synthetic data set and its Study, shared by the tests of one module: parameters from the module's
-    SMALL, extra parameter names from its STUDY_EXTRA (if any). Cache and results in the module's temp folder."""
+    SMALL, for its NOTEBOOK (default 02_baselines). Cache and results in the module's temp folder."""
     from helpers.experiments import prepare_study
     root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     with pytest.MonkeyPatch.context() as mp:
@@ -85,7 +85,7 @@ def synthetic_study(tmp_path_factory, request):
         mp.setenv("STUDY_RESULTS", str(root / "results"))
         yaml_path = make_synthetic(root / "synthetic")
         study = prepare_study(dict(dataset=str(yaml_path), **request.module.SMALL),
-                              extra=getattr(request.module, "STUDY_EXTRA", None))
+                              getattr(request.module, "NOTEBOOK", "02_baselines"))
         yield {"root": root, "yaml": yaml_path, "study": study}
 
 

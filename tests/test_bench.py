@@ -1,34 +1,33 @@
-"""`python -m helpers bench` on the synthetic data set, quick mode, tiny batches: keys and sane numbers only
-(the machine running the tests is shared, so nothing here asserts a speed)."""
+"""`python -m helpers bench` on the synthetic data set, quick mode, tiny shapes: sections, keys and the
+wiring to the project's code. Nothing here asserts a speed: the machine running the tests is shared, and
+the speed targets live in helpers.bench.TARGETS."""
 import contextlib
 import io
 import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from helpers import bench
+from helpers import bench, models, objectives, pretraining, schema, training
 from helpers.config import StudyError
 from helpers.synthetic import make_synthetic
 
-OBJECTIVES = {"supervised", "contrastive", "generative"}
-ENCODERS = {"image", "audio_wave", "audio_mel"}
+TINY = dict(num_classes=3, image_size=16, clip_samples=2000, sample_rate=8000, batch_size=4)
+PROJECT = {"supervised": (F, "cross_entropy", models.Classifier),
+           "contrastive": (objectives, "info_nce", pretraining.ContrastiveModel),
+           "generative": (pretraining, "generative_loss", pretraining.PairedVAE)}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """One quick bench on the synthetic data, through the command line entry point, as JSON."""
+    """One quick bench on the synthetic data at tiny shapes, as the JSON `--json` prints."""
     spec = make_synthetic(tmp_path_factory.mktemp("bench-data"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STUDY_CACHE", str(tmp_path_factory.mktemp("bench-cache")))  # never the user's cache
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            # small shapes and one step: the sections and keys are what is tested here, not the speed
-            code = bench.main(["--json", "--quick", "--spec", str(spec), "--batch-size", "16", "--steps", "1",
-                               "--warmup", "0", "--image-size", "16", "--clip-seconds", "0.25",
-                               "--matmul-size", "256", "--no-pretraining", "--no-progress"])
-    assert code == 0
-    return json.loads(out.getvalue())  # fails unless stdout is exactly one JSON object
+        results = bench.run_bench(str(spec), quick=True, batch_size=8, steps=1, warmup=0, image_size=16,
+                                  clip_seconds=0.25, matmul_size=256, pretraining=False, progress=False)
+    return json.loads(json.dumps(results))  # fails unless it is JSON-ready
 
 
 def test_json_has_every_section(report):
@@ -36,101 +35,144 @@ def test_json_has_every_section(report):
             "targets"} <= set(report)
     m = report["machine"]
     assert m["cores"] > 0 and m["torch_threads"] > 0 and m["memory_gb"] > 0 and m["torch"] == torch.__version__
-    assert m["cpu_model"] and m["device"]
-    assert report["bench"]["quick"] is True
+    assert m["cpu_model"] and m["device"] and m["load_avg_1m_end"] is not None
+    assert report["bench"]["quick"] is True and report["bench"]["seconds"] > 0
 
 
 def test_data_figures(report):
     d = report["data"]
-    assert d["cold_prepare_s"] > 0 and d["warm_load_s"] > 0
+    assert d["cold_prepare_s"] > 0 and d["warm_load_s"] > 0 and len(d["warm_runs_s"]) == 1
     assert d["peak_rss_mb"]["cold"] > 0 and d["peak_rss_mb"]["warm"] > 0 and d["peak_rss_gb"] > 0
     assert d["num_audio"] == 40 and d["num_image"] == 40 and d["failures"] == 0
     assert d["cache_mb"] > 0
 
 
-def test_throughput_every_encoder_and_objective(report):
+def test_throughput_measures_every_project_step(report):
     t = report["throughput"]
-    assert report["matmul_peak"]["cpu"]["gflops"] > 0 and t["peak_gflops"] > 0
-    assert set(t["cases"]) == ENCODERS
-    for kind, objs in t["cases"].items():
-        assert set(objs) == OBJECTIVES, kind
-        for obj, c in objs.items():
-            assert c["samples_per_s"] > 0 and c["fwd_mflops_per_sample"] > 0, (kind, obj)
-            assert c["achieved_gflops"] > 0 and c["peak_fraction"] > 0 and c["parameters"] > 0
-            assert c["source"]
+    assert report["matmul_peak"]["cpu"]["gflops"] > 0 and t["peak_gflops"] == report["matmul_peak"]["cpu"]["gflops"]
+    measured = {(kind, obj) for kind, objs in t["cases"].items() for obj in objs}
+    assert measured == set(bench.CASES)
+    assert {obj for _, obj in bench.CASES} == set(PROJECT)
+    for kind, obj in bench.CASES:
+        c = t["cases"][kind][obj]
+        assert c["samples_per_s"] > 0 and c["fwd_mflops_per_sample"] > 0 and c["timed_steps"] == 1, (kind, obj)
+        assert c["achieved_gflops"] > 0 and 0 < c["peak_fraction"] and c["parameters"] > 0
+        module, name, model = PROJECT[obj]
+        assert c["source"] == f"{model.__module__}.{model.__name__} + {getattr(module, name).__module__}.{name}"
+        assert c["towers"] == ([kind] if obj == "supervised" else [kind, "image"])
 
 
 def test_pipeline_and_runs(report):
     p = report["pipeline"]
     assert p["project"]["seconds"] > 0 and p["plain"]["seconds"] > 0 and p["speedup"] > 0
     assert p["project"]["samples"] == p["plain"]["samples"] > 0  # the same run both ways
+    assert p["plain"]["odd_rate_files"] == 0  # the synthetic clips are at ordinary rates
     r = report["runs"]
+    assert set(r) == {"sweep_overhead", "pretraining", "notebooks", "quick_profile", "full_study_measured"}
     assert r["sweep_overhead"]["status"] == "ran" and r["sweep_overhead"]["per_point_overhead_s"] > 0
-    for key in ("quick_profile", "full_study"):
-        assert r[key]["available"] is False and "quick" in r[key]["reason"]
+    assert r["quick_profile"]["available"] is False and "quick" in r["quick_profile"]["reason"]
     assert r["pretraining"]["available"] is False and r["notebooks"] == []
+    assert "available" in r["full_study_measured"]
 
 
-def test_cuda_null_without_gpu(report):
+def test_cuda_section_matches_the_machine(report):
     if torch.cuda.is_available():
-        assert report["cuda"]["devices"] and report["cuda"]["throughput"]
+        assert report["cuda"]["devices"] and set(report["cuda"]["throughput"]) >= {"float32", "float16"}
     else:
         assert report["cuda"] is None
 
 
 def test_targets_listed_with_values(report):
     rows = {t["name"]: t for t in report["targets"]}
-    assert set(rows) == {t[0] for t in bench.TARGETS}
+    assert list(rows) == [t[0] for t in bench.TARGETS]
     for name in ("warm_load", "cold_prepare", "peak_memory", "image_step_peak_fraction", "pipeline_speedup"):
         assert rows[name]["measured"] > 0 and rows[name]["met"] in (True, False), name
-    assert rows["pretraining_run"]["met"] is None  # skipped in quick mode: not measured, not failed
+    for name in ("pretraining_run", "quick_profile"):  # skipped here: not measured, not failed
+        assert rows[name]["measured"] is None and rows[name]["met"] is None, name
 
 
 def test_readable_table(report):
     text = bench.format_table(report)
-    for heading in ("DATA", "THROUGHPUT cpu", "PIPELINE", "RUNS", "TARGETS", "CUDA"):
-        assert heading in text
+    assert report["machine"]["cpu_model"] in text
+    for t in report["targets"]:
+        assert t["what"] in text and t["target"] in text
+
+
+def test_command_line_prints_what_run_bench_returns(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: calls.append(kw) or {"seen": kw["spec"]})
+    assert bench.main(["--json", "--quick", "--spec", "other", "--no-pretraining", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"seen": "other"}
+    assert calls[0]["quick"] is True and calls[0]["pretraining"] is False and calls[0]["progress"] is False
+    with pytest.raises(StudyError):
+        bench.main(["--notebook-timeout", "0"])
 
 
 def test_targets_logic():
-    results = {"data": {"warm_load_s": 1.0, "cold_prepare_s": 61.0},
-               "pipeline": {"speedup": 5.0}}
+    results = {"data": {"warm_load_s": 1.0, "cold_prepare_s": 61.0}, "pipeline": {"speedup": 5.0},
+               "runs": {"full_study_measured": {"wall_s": True}}}
     rows = {t["name"]: t for t in bench.evaluate_targets(results)}
     assert rows["warm_load"]["met"] is True
     assert rows["cold_prepare"]["met"] is False
     assert rows["pipeline_speedup"]["met"] is True  # >= is inclusive
     assert rows["peak_memory"]["met"] is None and rows["peak_memory"]["measured"] is None
+    assert rows["full_study_measured"]["measured"] is None  # a bool is not a measurement
 
 
-@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+@pytest.mark.parametrize("objective", sorted(PROJECT))
+def test_the_bench_step_is_the_projects(objective, monkeypatch):
+    """The bench builds the project's model and calls the project's loss object through the project's loop
+    (training.fit): swapping any of them in the project changes what the bench runs."""
+    module, name, model_class = PROJECT[objective]
+    original, losses, fits = getattr(module, name), [], []
+    monkeypatch.setattr(module, name, lambda *a, **kw: losses.append(1) or original(*a, **kw))
+    real_fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda *a, **kw: fits.append(kw["batch_size"]) or real_fit(*a, **kw))
+    kind = "image" if objective == "supervised" else "audio_mel"
+    step, batch = bench.training_step(kind, objective, **TINY)
+    assert isinstance(step.model, model_class) and step.loss is getattr(module, name)
+    out = bench.time_training_steps(step, batch, torch.device("cpu"), warmup=1, steps=2)
+    assert out["steps"] == 2 and out["seconds"] > 0
+    assert len(losses) == 3 and fits == [4, 4]  # one warm-up step and two timed ones, each a fit() of batch 4
+
+
+def test_pair_models_are_built_as_the_notebooks_build_them():
+    """At the notebooks' default sizes (helpers.schema): the contrastive objective, the MVAE."""
+    con, (clips, images) = bench.training_step("audio_wave", "contrastive", **TINY)
+    assert type(con.model.encoders["audio"]) is type(models.make_encoder("audio_wave"))
+    proj_dim = schema.defaults("03_contrastive")["proj_dim"]
+    assert con.model.ssl_heads is None and con.model.project("image", images).shape == (4, proj_dim)
+    gen, _ = bench.training_step("audio_mel", "generative", **TINY)
+    assert gen.model.shared is True and gen.loss_kw["beta"] == schema.defaults("04_generative")["beta"]
+    assert gen.model.heads["image"](torch.zeros(2, 128))[0].shape == (2, schema.defaults("04_generative")["latent_dim"])
+    assert clips.shape == (4, TINY["clip_samples"]) and images.shape == (4, 3, 16, 16)
+
+
+@pytest.mark.parametrize("objective", sorted(PROJECT))
 def test_mixed_precision_step_path(objective):
     """The autocast branch the CUDA section uses, run on the CPU in bfloat16 so that it is tested here."""
-    task, batch, facts = bench.make_task("image", objective, num_classes=3, image_size=16, clip_samples=4000,
-                                         sample_rate=8000, batch_size=4)
-    out = bench.time_training_steps(task, batch, torch.device("cpu"), warmup=0, steps=1, amp_dtype=torch.bfloat16)
+    step, batch = bench.training_step("image" if objective == "supervised" else "audio_mel", objective, **TINY)
+    out = bench.time_training_steps(step, batch, torch.device("cpu"), warmup=0, steps=1, amp_dtype=torch.bfloat16)
     assert out["seconds"] > 0 and out["steps"] == 1
 
 
-def test_minimal_steps_without_pretraining():
-    for objective in ("contrastive", "generative"):
-        task, batch, facts = bench.make_task("audio_wave", objective, num_classes=3, image_size=16,
-                                             clip_samples=4000, sample_rate=8000, batch_size=4,
-                                             use_pretraining=False)
-        assert facts["source"].startswith("models+objectives")
-        assert torch.isfinite(task(*batch))
+def test_unknown_steps_are_refused():
+    with pytest.raises(StudyError):
+        bench.training_step("image", "diffusion", **TINY)
+    with pytest.raises(StudyError):  # a pair model is named by its audio encoder
+        bench.training_step("image", "contrastive", **TINY)
 
 
-def test_bad_arguments():
-    with pytest.raises(StudyError):
-        bench.main(["--steps", "0"])
-    with pytest.raises(StudyError):
-        bench.make_task("image", "diffusion", num_classes=3, image_size=16, clip_samples=4000, sample_rate=8000,
-                        batch_size=4)
+def test_step_budget_caps_the_timed_steps():
+    step, batch = bench.training_step("image", "supervised", **TINY)
+    out = bench.time_training_steps(step, batch, torch.device("cpu"), warmup=1, steps=50, budget_s=0.0)
+    assert out["steps"] == 2  # at least two timed steps, then the budget ends it
+    out = bench.time_training_steps(step, batch, torch.device("cpu"), warmup=1, steps=3, budget_s=None)
+    assert out["steps"] == 3
 
 
 def test_pretraining_wrapper_reads_the_record(monkeypatch):
     """bench_pretraining times helpers.pretraining.run_contrastive(params) and keeps its timings."""
-    pretraining = pytest.importorskip("helpers.pretraining")
     calls = []
 
     def fake(params=None, run_dir=None):
@@ -139,20 +181,15 @@ def test_pretraining_wrapper_reads_the_record(monkeypatch):
 
     monkeypatch.setattr(pretraining, "run_contrastive", fake)
     out = bench.bench_pretraining("animals")
-    assert calls == [{"dataset": "animals", "fraction": 0.8, "progress": False}]
+    assert calls == [{"dataset": "animals", "fraction": 0.8, "objective": "contrastive", "progress": False}]
     assert out["available"] is True and out["seconds"] >= 0 and out["epochs"] == 6
     assert out["breakdown_s"] == {"pretrain_s": 1.5, "load_data_s": 0.1}
+    monkeypatch.setattr(pretraining, "run_contrastive", lambda params: 1 / 0)
+    assert bench.bench_pretraining("animals")["error"].startswith("ZeroDivisionError")
 
 
-def test_step_budget_stops_early():
-    task, batch, _ = bench.make_task("image", "supervised", num_classes=3, image_size=16, clip_samples=4000,
-                                     sample_rate=8000, batch_size=4)
-    out = bench.time_training_steps(task, batch, torch.device("cpu"), warmup=0, steps=50, budget_s=0.0)
-    assert out["steps"] == 2  # at least two timed steps, then the budget ends it
-
-
-def test_notebooks_grids_and_full_estimate(tmp_path, monkeypatch):
-    """The full-mode run sections on a trivial notebook: default run, a quick grid, the full estimate."""
+def test_notebooks_and_quick_profile(tmp_path, monkeypatch):
+    """The full-mode run sections on a trivial notebook: its default run and a quick grid."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -166,23 +203,24 @@ def test_notebooks_grids_and_full_estimate(tmp_path, monkeypatch):
     notebook = tmp_path / "tiny.ipynb"
     nbformat.write(nb, notebook)
     grid = tmp_path / "tiny.yaml"
-    grid.write_text("notebook: tiny.ipynb\nprofiles:\n  quick: {params: {fraction: [0.2, 0.5], epochs: 1}}\n"
-                    "  full: {seeds: [0, 1], params: {fraction: [0.2, 0.5, 0.8], epochs: 4}}\n")
+    grid.write_text("notebook: tiny.ipynb\nprofiles:\n  quick: {params: {fraction: [0.2, 0.5], epochs: 1}}\n")
+    (tmp_path / "broken.yaml").write_text("notebook: missing.ipynb\n")
     monkeypatch.setattr(bench, "_notebooks", lambda: [notebook])
-    monkeypatch.setattr(bench, "_grids", lambda: [grid])
+    monkeypatch.setattr(bench, "_grids", lambda: [tmp_path / "broken.yaml", grid])
     rows = bench.bench_notebooks("animals", tmp_path / "nb")
     assert rows[0]["notebook"] == "tiny.ipynb" and rows[0]["status"] == "ran" and rows[0]["seconds"] > 0
-    quick, full = bench.bench_grids(tmp_path / "sweeps", rows)
-    assert quick["available"] and quick["seconds"] > 0
-    assert quick["grids"][0]["ran"] == 2 and quick["grids"][0]["failed"] == 0
-    # tiny.ipynb has a grid, so it is not counted again as a notebook run once at its defaults
-    assert full["available"] and full["unique_points"] == 6 and full["notebooks_once_s"] == {}
-    assert full["grids"]["tiny"]["points"] == 6 and full["seconds"] > 0 and full["full_profile_errors"] == {}
+    quick = bench.bench_grids(tmp_path / "sweeps")
+    broken, tiny = quick["grids"]
+    assert broken["status"] == "skipped" and broken["reason"]
+    assert tiny["ran"] == 2 and tiny["failed"] == 0 and tiny["seconds"] > 0
+    assert quick["available"] and quick["seconds"] == pytest.approx(tiny["seconds"])
+    monkeypatch.setattr(bench, "_grids", lambda: [])
+    assert bench.bench_grids(tmp_path / "none")["available"] is False
 
 
 def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypatch):
-    """Two overlapping points and one later (a parallel sweep, then another grid): wall time is the union
-    of the intervals; a point without a record of the current code does not count."""
+    """Overlapping points (a parallel sweep), one inside another, one later (another grid): the wall time is
+    the union of the intervals, the compute time their sum; a point recorded by other code does not count."""
     import nbformat
 
     from helpers import records
@@ -191,11 +229,11 @@ def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypat
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params]
     nbformat.write(nb, tmp_path / "tiny.ipynb")
-    (tmp_path / "tiny.yaml").write_text("notebook: tiny.ipynb\nprofiles:\n  full: {params: {x: [1, 2, 3, 4]}}\n")
+    (tmp_path / "tiny.yaml").write_text("notebook: tiny.ipynb\nprofiles:\n  full: {params: {x: [1, 2, 3, 4, 5]}}\n")
     monkeypatch.setattr(bench, "_grids", lambda: [tmp_path / "tiny.yaml"])
     monkeypatch.setattr(records, "code_version", lambda root=None: "pinned")
     times = {1: ("10:00:00", "10:01:40"), 2: ("10:00:30", "10:02:00"), 3: ("10:05:00", "10:05:10"),
-             4: ("11:00:00", "11:30:00")}
+             4: ("11:00:00", "11:30:00"), 5: ("10:00:10", "10:00:20")}
     for x, (start, end) in times.items():
         run_dir = records.default_run_dir("tiny", {"x": x}, tmp_path / "results")
         records.write_record(run_dir, {"params": {"x": x, "seed": 0},
@@ -205,13 +243,8 @@ def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypat
                                           "end_time": f"2026-11-25T{end}+00:00", "exception": None}
         nbformat.write(executed, run_dir / "tiny.ipynb")
     out = bench.measured_study(tmp_path / "results")
-    assert out["available"] and out["unique_points"] == 3 and not out["complete"]
-    assert out["wall_s"] == pytest.approx(120 + 10) and out["compute_s"] == pytest.approx(100 + 90 + 10)
-    assert out["grids"]["tiny.yaml"] == {"points": 4, "found": 3}
+    assert out["available"] and out["unique_points"] == 4 and not out["complete"]
+    assert out["wall_s"] == pytest.approx(120 + 10) and out["compute_s"] == pytest.approx(100 + 90 + 10 + 10)
+    assert out["grids"]["tiny.yaml"] == {"points": 5, "found": 4}
+    assert out["first_start"].startswith("2026-11-25T10:00:00") and out["last_end"].startswith("2026-11-25T10:05:10")
     assert not bench.measured_study(tmp_path / "elsewhere")["available"]
-
-
-def test_fit_time():
-    fixed, per_unit = bench._fit_time([(0.4, 100.0), (1.0, 160.0)])
-    assert fixed == pytest.approx(60.0) and per_unit == pytest.approx(100.0)
-    assert bench._fit_time([(0.4, 100.0), (0.4, 120.0)]) == (0.0, pytest.approx(275.0))

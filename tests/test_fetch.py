@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import fetch
-from helpers.config import StudyError
+from helpers.config import StudyError, data_root
 from helpers.fetch import fetch_data, file_blob_sha1, git_blob_sha1
 
 REPO, COMMIT = "someone/tiny-zoo", "0123456789abcdef0123456789abcdef01234567"
@@ -208,7 +208,7 @@ def test_shipped_manifests_have_every_file():
     assert sizes == {"animal-sounds": 875, "animal-images": 954}
 
 
-REAL_DATA = Path(os.environ.get("STUDY_DATA") or "/work/shared/data")
+REAL_DATA = data_root()
 
 
 @pytest.mark.skipif(not (REAL_DATA / "animal-sounds").is_dir(), reason=f"no real data at {REAL_DATA}")

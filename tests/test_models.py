@@ -162,10 +162,8 @@ def test_count_parameters_and_flops():
 # ---------------------------------------------------------------- ImageNet efficientnet_lite0
 
 def _animal_images():
-    for root in (data_root(), Path("/work/shared/data")):
-        if (root / "animal-images").is_dir():
-            return root / "animal-images"
-    return None
+    root = data_root() / "animal-images"
+    return root if root.is_dir() else None
 
 
 def _load(paths):

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from helpers import pretraining as pt
+from helpers import schema
 from helpers.config import StudyError
 from helpers.experiments import pair_sampler, prepare_study
 from helpers.synthetic import make_synthetic
 
-TINY = dict(image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=2, finetune_epochs=1, progress=False)
+TINY = dict(fraction=0.8, image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=2, finetune_epochs=1, progress=False)
 ROW_KEYS = {"method", "protocol", "view", "test_set", "accuracy", "macro_f1", "n"}       # baselines' rows
 RETRIEVAL_KEYS = {"method", "protocol", "view", "test_set", "recall_at_1", "recall_at_5", "mAP", "n_queries", "n"}
 
@@ -141,7 +142,7 @@ def test_autoencoder_reference(tiny):
 
 @pytest.mark.parametrize("kind", ["symmetric", "pair"])
 def test_pairing_under_noise_is_noisy_correspondence(tiny, kind):
-    study = prepare_study({**tiny, "noise": 0.3, "noise_kind": kind}, extra=pt.CONTRASTIVE_EXTRA)
+    study = prepare_study({**tiny, "noise": 0.3, "noise_kind": kind}, "03_contrastive")
     a_idx = study.split["audio"].train
     images = pair_sampler(study, np.random.default_rng(0))()
     true_a, noisy_a = study.data.audio.y[a_idx], study.y_train["audio"][a_idx]
@@ -164,7 +165,7 @@ def test_core_records_the_mismatch_rate_of_the_pairs_it_trained_on(contrastive):
 
 
 def test_no_noise_no_mismatch_and_no_drop(tiny):
-    p = {**pt.CONTRASTIVE_EXTRA, **tiny, "noise": 0.0, "remedy": "small_loss"}
+    p = {**schema.defaults("03_contrastive"), **tiny, "noise": 0.0, "remedy": "small_loss"}
     assert pt.drop_rate_used(p) == 0.0
     assert pt.drop_rate_used({**p, "drop_rate": 0.2}) == 0.2
     assert pt.drop_rate_used({**p, "remedy": "none", "drop_rate": 0.2}) == 0.0
@@ -187,7 +188,7 @@ def test_contrastive_rejects_bad_parameters(tiny, bad, match):
 
 @pytest.mark.parametrize("bad, match", [
     ({"remedy": "small_loss"}, "unknown parameter"),
-    ({"objective": "infonce"}, "objective"),
+    ({"objective": "contrastive"}, "objective"),
     ({"beta": -1}, "beta"),
     ({"latent_dim": 1}, "latent_dim"),
 ])
@@ -201,21 +202,21 @@ def test_run_notebook_merges_objectives(monkeypatch, tmp_path):
 
     def fake(params, run_dir=None):
         calls.append((params["objective"], run_dir))
-        m = pt.method_name({**pt.CONTRASTIVE_EXTRA, **params})
+        m = pt.method_name(params)
         row = {"method": m, "protocol": "linear_probe", "view": "audio", "test_set": "test", "accuracy": 0.5,
                "macro_f1": 0.5, "n": 4}
-        return ({"notebook": "03_contrastive", "params": {**pt.CONTRASTIVE_EXTRA, **params}, "results": [row],
+        return ({"notebook": "03_contrastive", "params": params, "results": [row],
                  "details": {f"{m}/x": 1}, "history": {m: {}}, "finetune_history": {m: {}}, "timings": {"s": 1},
                  "method": m, "pairing": {"mismatch_rate": [0.0]}, "drop_rate_used": 0.0}, {"model": m})
 
     monkeypatch.setattr(pt, "run_contrastive", fake)
-    record, models = pt.run_notebook("contrastive", {"objective": "infonce, supcon", "simclr": True}, tmp_path)
-    assert [c[0] for c in calls] == ["infonce", "supcon"]
+    record, models = pt.run_notebook("contrastive", {"objective": "contrastive, supcon", "simclr": True}, tmp_path)
+    assert [c[0] for c in calls] == ["contrastive", "supcon"]
     assert [c[1] for c in calls] == [tmp_path / "contrastive+simclr", tmp_path / "supcon+simclr"]
     assert record["methods"] == ["contrastive+simclr", "supcon+simclr"] == list(models)
-    assert record["params"]["objective"] == "infonce,supcon"
+    assert record["params"]["objective"] == "contrastive,supcon"
     assert [r["method"] for r in record["results"]] == record["methods"]
     assert set(record["pairing"]) == set(record["history"]) == set(record["methods"])
     assert "method" not in record and "reconstruction" not in record
     with pytest.raises(StudyError, match="objective"):
-        pt.run_notebook("contrastive", {"objective": "infonce,mvae"})
+        pt.run_notebook("contrastive", {"objective": "contrastive,mvae"})

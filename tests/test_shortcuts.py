@@ -58,9 +58,9 @@ def test_cut_audio_is_periodic_with_the_cut_length():
     assert torch.equal(sc.cut_audio(x, SR, seconds=5.0), x)  # longer than the clip: unchanged
 
 
-def test_normalise_loudness_and_bad_arguments():
+def test_normalize_loudness_and_bad_arguments():
     x = torch.stack([tone(300.0, n=1)[0] * 0.01, tone(300.0, n=1)[0] * 0.9, torch.zeros(SR)])
-    y = sc.normalise_loudness(x, target_rms=0.1)
+    y = sc.normalize_loudness(x, target_rms=0.1)
     rms = y.pow(2).mean(1).sqrt()
     assert torch.allclose(rms[:2], torch.tensor([0.1, 0.1]), rtol=1e-4)
     assert rms[2] == 0  # silence stays silent
@@ -72,27 +72,46 @@ def test_normalise_loudness_and_bad_arguments():
         sc.cut_audio(tone(100.0), 16000.5)
 
 
-def test_random_crop_loop_is_seeded_and_contiguous():
+def test_random_crops_of_the_loop_padded_buffers_are_seeded_and_contiguous():
+    """The random-crop mitigation is data.audio_windows with a generator (centred without one)."""
+    from helpers.data import audio_windows
     N, B, clip = 5, 1000, 300
     buffers = torch.arange(N * B, dtype=torch.float32).view(N, B)
-    a = sc.random_crop_loop(buffers, clip, torch.Generator().manual_seed(1))
-    b = sc.random_crop_loop(buffers, clip, torch.Generator().manual_seed(1))
-    c = sc.random_crop_loop(buffers, clip, torch.Generator().manual_seed(2))
+    a = audio_windows(buffers, clip, torch.Generator().manual_seed(1))
+    b = audio_windows(buffers, clip, torch.Generator().manual_seed(1))
+    c = audio_windows(buffers, clip, torch.Generator().manual_seed(2))
     assert a.shape == (N, clip) and torch.equal(a, b) and not torch.equal(a, c)
     for i in range(N):
         start = int(a[i, 0] - i * B)
         assert 0 <= start <= B - clip
         assert torch.equal(a[i], buffers[i, start:start + clip])
-    with pytest.raises(StudyError):
-        sc.random_crop_loop(buffers, B + 1)
+    centred = (B - clip) // 2
+    assert torch.equal(audio_windows(buffers, clip), buffers[:, centred:centred + clip])
+    assert torch.equal(audio_windows(buffers, B + 1), buffers)  # a clip longer than the buffer: all of it
 
 
 def test_audio_counterfactual_registry():
-    x = tone(1000.0)
+    x = torch.randn(2, 2 * SR, generator=torch.Generator().manual_seed(0)) * 0.1   # broadband, 16 kHz, 2 s
     for name, f in sc.AUDIO_COUNTERFACTUALS.items():
         y = f(x, SR)
         assert y.shape == x.shape and y.dtype == x.dtype, name
-    assert set(sc.AUDIO_COUNTERFACTUALS) == {"bandlimit_4k", "quieter_12db", "cut_1s"}
+        assert (y - x).abs().max() > 1e-3, f"{name} left broadband 16 kHz audio unchanged"
+
+
+def test_new_recording_chain_counterfactuals():
+    x = torch.randn(2, SR, generator=torch.Generator().manual_seed(1)) * 0.1
+    spec = lambda z: torch.fft.rfft(z, dim=1).abs()   # noqa: E731
+    freqs = torch.fft.rfftfreq(SR, 1 / SR)
+    tel = spec(sc.band_pass(x, SR, 300, 3400))
+    assert tel[:, (freqs < 300) | (freqs > 3400)].max() < 1e-3 and tel[:, (freqs > 400) & (freqs < 3300)].mean() > 0.5
+    noisy = sc.add_noise(x, 10.0)
+    snr = 10 * torch.log10(x.pow(2).mean(1) / (noisy - x).pow(2).mean(1))
+    assert torch.allclose(snr, torch.full_like(snr, 10.0), atol=0.01)
+    assert torch.equal(sc.add_noise(x, 10.0), noisy)                      # seeded: the same every run
+    mu = sc.mu_law_8bit(x)
+    assert 0 < (mu - x).abs().max() < 0.05 * x.abs().max() and len(torch.unique(mu[0] / x[0].abs().max())) <= 256
+    wet = sc.reverberate(x, SR, 0.5)
+    assert wet.shape == x.shape and not torch.allclose(wet, x, atol=1e-3)
 
 
 # --- image counterfactuals and augmentation ----------------------------------------------------
@@ -229,10 +248,8 @@ def test_audit_aligns_one_hot_columns_and_checks_inputs():
 # --- the real shortcut, documented on real file headers ----------------------------------------
 
 def _sounds_root():
-    for root in (data_root(), Path("/work/shared/data")):
-        if (root / "animal-sounds.csv").is_file():
-            return root
-    return None
+    root = data_root()
+    return root if (root / "animal-sounds.csv").is_file() else None
 
 
 @pytest.mark.skipif(_sounds_root() is None, reason="real data not present")
@@ -255,3 +272,21 @@ def test_real_headers_predict_class():
                             meta["class"][~train], seed=0)
     assert res["majority"]["accuracy"] <= 0.3
     assert res["random_forest"]["accuracy"] >= res["majority"]["accuracy"] + 0.3
+
+
+def test_every_reported_counterfactual_changes_the_preprocessed_input(real_root, real_cache):
+    """On the real data at the default settings: each counterfactual evaluated can change what a model sees;
+    the ones the preprocessing undoes (4 kHz is Nyquist at 8 kHz; encoders standardise each clip's level)
+    are listed as not testable instead of being scored as a drop of 0."""
+    from helpers.experiments import changes_model_input, prepare_study
+    study = prepare_study({"progress": False})
+    for modality in ("audio", "image"):
+        sets = study.test_sets(modality)
+        plain = sets["test"][0]
+        for name, (X, _) in sets.items():
+            if name not in ("test", "external"):
+                assert changes_model_input(plain, X, modality), f"{modality} {name} changes nothing"
+    assert study.not_testable == {"audio": ["bandlimit_4k", "quieter_12db"]}
+    wide = prepare_study({"progress": False, "sample_rate": 16000, "normalize_loudness": False})
+    wide.test_sets("audio")
+    assert "bandlimit_4k" not in wide.not_testable.get("audio", [])   # below Nyquist at 16 kHz: testable

@@ -101,7 +101,7 @@ profiles:
     ("variants: [{x: 2}, {x: 2}]", "lists a variant twice"),
     ("variants: {x: 2}", "must be a non-empty list of mappings"),
     ("variants: [{seed: 3}]", "may not set seed"),
-    ("params: {fration: [0.2], x: 1}", r"grid.yaml: unknown parameter\(s\) \['fration'\].*defines"),
+    ("params: {fration: [0.2], x: 1}", r"grid.yaml: unknown parameter\(s\) \['fration'\].*takes"),
     ("params: {x: [1]}\nprofiles: {quick: {seeds: [0]}}\nprofile: x", r"unknown key\(s\) \['profile'\]"),
     ("profiles: {full: {seeds: [0]}}", r"no profile 'quick'; choose one of \['full'\]"),
     ("params: {x: [1, 1]}", "lists a value twice"),

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import schema
 from helpers import translation as tr
 from helpers.config import StudyError
 from helpers.models import Classifier, LogMel, make_encoder
 
 SMALL = dict(image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=1, progress=False)
-STUDY_EXTRA = tr.TRANSLATION_EXTRA
+NOTEBOOK = "06_translation"
 
 
 @pytest.fixture
@@ -62,6 +63,9 @@ def test_train_translator_one_epoch(env):
     assert model.frozen and not any(q.requires_grad for q in model.encoder.parameters())
     assert all(torch.equal(v, before[f"encoder.{k}"]) for k, v in model.encoder.state_dict().items())
     assert model(study.audio(study.split["audio"].test[:2])).shape == (2, 3, 32, 32)
+    # 0 epochs is an error, not "the default number of epochs"
+    with pytest.raises(StudyError, match="num_epochs"):
+        tr.train_translator(study, "image->audio", num_epochs=0)
 
 
 def test_griffin_lim_gives_finite_waveform_of_clip_length(env):
@@ -130,14 +134,16 @@ def test_evaluation_rows_and_fill_missing(env):
 
 
 def test_load_mvae_from_a_matching_run(env, tmp_path):
-    from helpers.pretraining import GENERATIVE_EXTRA, PairedVAE
+    from helpers.pretraining import PairedVAE
     study = env["study"]
-    vae = PairedVAE("audio_mel", study.params["embed_dim"], 8000, GENERATIVE_EXTRA["latent_dim"], 32,
-                    study.clip_samples, True, GENERATIVE_EXTRA.get("decoder_width", 32))
+    generative = schema.defaults("04_generative")
+    vae = PairedVAE("audio_mel", study.params["embed_dim"], 8000, generative["latent_dim"], 32,
+                    study.clip_samples, True, generative["decoder_width"])
     run = tmp_path / "runs" / "04_generative" / "abc"
     (run / "mvae").mkdir(parents=True)
     torch.save(vae.state_dict(), run / "mvae" / "vae.pt")
-    params = {**study.params, **GENERATIVE_EXTRA, "objective": "mvae"}
+    shared = {k: v for k, v in study.params.items() if k in schema.names("02_baselines")}
+    params = {**generative, **shared, "objective": "mvae"}
     params = {k: v for k, v in params.items() if k not in ("class_weight", "fractions", "mvae", "griffin_lim_iters")}
     (run / "metrics.json").write_text(json.dumps({"notebook": "04_generative", "params": params}))
     loaded, info = tr.load_mvae(study, results_dir=tmp_path)
@@ -149,9 +155,9 @@ def test_load_mvae_from_a_matching_run(env, tmp_path):
 
 
 def test_parameters_are_checked(env):
-    assert tr.parse_fractions("0.8, 0.2,0.2") == [0.2, 0.8]
+    assert schema.parse_fractions("0.8, 0.2,0.2") == [0.2, 0.8]
     for bad in ("", "0.9", "a,b"):
         with pytest.raises(StudyError, match="fractions"):
-            tr.parse_fractions(bad)
+            schema.parse_fractions(bad)
     with pytest.raises(StudyError, match="mvae"):
         tr.run_translation(dict(dataset=str(env["yaml"]), **SMALL, mvae="maybe"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import visualisation as vis
+from helpers import visualization as vis
 from helpers.config import StudyError
 from helpers.models import make_encoder
 
@@ -106,10 +106,13 @@ def test_saved_encoders_are_found_and_loaded(env, tmp_path):
     assert info["source"] == "loaded" and info["fraction"] == 0.5
     assert torch.equal(loaded.proj.weight, enc.proj.weight)
     # a cross-modal model saved by run_notebook in <run_dir>/<method>/
-    from helpers.pretraining import CONTRASTIVE_EXTRA, ContrastiveModel
-    model = ContrastiveModel("audio_mel", p["embed_dim"], p["sample_rate"], CONTRASTIVE_EXTRA["proj_dim"], False)
+    from helpers import schema
+    from helpers.pretraining import ContrastiveModel
+    contrastive = schema.defaults("03_contrastive")
+    model = ContrastiveModel("audio_mel", p["embed_dim"], p["sample_rate"], contrastive["proj_dim"], False)
     heads = torch.nn.ModuleDict({"heads": model.heads, "logit_scale": model.logit_scale})
-    _fake_run(tmp_path, "03_contrastive", "c", {**p, **CONTRASTIVE_EXTRA, "objective": "infonce,supcon"},
+    _fake_run(tmp_path, "03_contrastive", "c", {**contrastive, **{k: v for k, v in p.items() if k in schema.names("02_baselines")},
+                                          "objective": "contrastive,supcon"},
               {"contrastive/image_encoder.pt": model.encoders["image"],
                "contrastive/audio_encoder.pt": model.encoders["audio"], "contrastive/heads.pt": heads})
     loaded, info = vis.load_cross_modal(study, "contrastive", results_dir=tmp_path)
@@ -118,12 +121,12 @@ def test_saved_encoders_are_found_and_loaded(env, tmp_path):
     assert vis.load_cross_modal(study, "mvae", results_dir=tmp_path) is None
 
 
-def test_run_visualisation_on_saved_encoders(env, tmp_path):
+def test_run_visualization_on_saved_encoders(env, tmp_path):
     study = env["study"]
     p = study.params
     files = {f"{k}_encoder.pt": make_encoder(k, p["embed_dim"], p["sample_rate"]) for k in ("image", "audio_mel")}
     _fake_run(tmp_path, "02_baselines", "run", p, files)
-    record, out = vis.run_visualisation(dict(dataset=str(env["yaml"]), **SMALL, methods="image,audio_mel"),
+    record, out = vis.run_visualization(dict(dataset=str(env["yaml"]), **SMALL, methods="image,audio_mel"),
                                         results_dir=tmp_path)
     assert record["notebook"] == "08_visualization" and "results" not in record  # an analysis record
     assert {(r["method"], r["protocol"], r["view"]) for r in record["probe_results"] if r["test_set"] == "test"} == {
@@ -135,4 +138,4 @@ def test_run_visualisation_on_saved_encoders(env, tmp_path):
     table = vis.clustering_frame(record)
     assert list(table.columns[:3]) == ["nmi", "ari", "purity"]
     with pytest.raises(StudyError, match="methods"):
-        vis.run_visualisation(dict(dataset=str(env["yaml"]), **SMALL, methods="image,tsne"))
+        vis.run_visualization(dict(dataset=str(env["yaml"]), **SMALL, methods="image,tsne"))

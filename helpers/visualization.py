@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import schema
 from .config import RESULTS_DIR, StudyError
 from .experiments import Study, evaluate_embeddings, make_record, prepare_study, train_classifier
 from .models import make_encoder
@@ -30,13 +31,9 @@ from .records import load_records, params_match
 from .training import predict
 
 SUPERVISED = ("image", "audio_mel", "audio_wave")
-CROSS_MODAL = {"contrastive": ("03_contrastive", "infonce"), "supcon": ("03_contrastive", "supcon"),
+CROSS_MODAL = {"contrastive": ("03_contrastive", "contrastive"), "supcon": ("03_contrastive", "supcon"),
                "mvae": ("04_generative", "mvae"), "autoencoder": ("04_generative", "autoencoder")}
 VIS_METHODS = SUPERVISED + ("imagenet",) + tuple(CROSS_MODAL)
-# Parameters of notebook 08 beyond experiments.DEFAULTS. image_size 32 is the quick profile of notebooks 03
-# and 04, whose models are the costliest to train again; the audio encoders of 02 fit any image size.
-VIS_EXTRA = dict(epochs=2, image_size=32, reuse=True, perplexity=30.0,
-                 methods=["image", "audio_mel", "audio_wave", "imagenet", "contrastive", "mvae"])
 # An encoder trained by another run is usable here when it saw the same kind of inputs and has the same
 # sizes; any fraction or seed is safe, since the test split is fixed by the dataset's split_seed.
 # An image encoder does not care about the audio settings, nor an audio encoder about the image size.
@@ -183,7 +180,7 @@ def load_cross_modal(study: Study, method: str, results_dir=None):
     p = study.params
     try:
         if CROSS_MODAL[method][0] == "03_contrastive":
-            rp = {**pt.CONTRASTIVE_EXTRA, **rp}
+            rp = {**schema.defaults("03_contrastive"), **rp}
             model = pt.ContrastiveModel(rp["audio_encoder"], p["embed_dim"], p["sample_rate"], rp["proj_dim"], False)
             _load_state(model.encoders["image"], folder / "image_encoder.pt")
             _load_state(model.encoders["audio"], folder / "audio_encoder.pt")
@@ -191,8 +188,8 @@ def load_cross_modal(study: Study, method: str, results_dir=None):
             state = torch.load(folder / "heads.pt", map_location="cpu", weights_only=True)
             heads.load_state_dict({k: v for k, v in state.items() if not k.startswith("ssl_heads.")})
         else:
-            rp = {**pt.GENERATIVE_EXTRA, **rp}
-            width = record["params"].get("decoder_width") or 32  # absent: a run from before the parameter
+            rp = {**schema.defaults("04_generative"), **rp}
+            width = rp["decoder_width"]
             model = _load_state(pt.PairedVAE(rp["audio_encoder"], p["embed_dim"], p["sample_rate"], rp["latent_dim"],
                                              p["image_size"], study.clip_samples, method == "mvae", width),
                                 folder / "vae.pt")
@@ -208,10 +205,8 @@ def train_cross_modal(study: Study, method: str, epochs: int):
     """Train contrastive / supcon / mvae / autoencoder with the shared cores at this study's parameters
     (no fine-tuning). Returns (model, info)."""
     from . import pretraining as pt
-    from .experiments import DEFAULTS
-
     notebook, objective = CROSS_MODAL[method]
-    params = {k: v for k, v in study.params.items() if k in DEFAULTS}
+    params = {k: v for k, v in study.params.items() if k in schema.names("02_baselines")}
     params |= {"objective": objective, "finetune_epochs": 0, "epochs": epochs}
     t0 = time.perf_counter()
     if notebook == "03_contrastive":
@@ -241,23 +236,14 @@ def _embed_parts(study: Study, modality: str, fn) -> dict:
                                    getattr(study.data, modality).y[s.test])}}
 
 
-def _methods(value) -> list[str]:
-    names = [value] if isinstance(value, str) else list(value)
-    names = [n.strip() for n in ",".join(names).split(",") if n.strip()]
-    bad = [n for n in names if n not in VIS_METHODS]
-    if not names or bad:
-        raise StudyError(f"parameter methods={value!r}: give one or more of {list(VIS_METHODS)}")
-    return list(dict.fromkeys(names))
-
-
-def run_visualisation(params: dict | None = None, results_dir=None) -> tuple[dict, dict]:
+def run_visualization(params: dict | None = None, results_dir=None) -> tuple[dict, dict]:
     """Gather (load or train) every method's encoders, embed the data, probe, cluster. Returns (record, out):
     out["Z"] method -> modality -> {train, val, test_sets}; out["encoders"] name -> encoder (for feature
     maps); out["study"]. The record holds the clustering table, linear-probe rows ("probe_results", in the
     common row format) with their confusion matrices ("details"), and where each model came from.
     Saved models are looked for under results_dir (default: $STUDY_RESULTS or results/)."""
-    methods = _methods((params or {}).get("methods", VIS_EXTRA["methods"]))
-    study = prepare_study({**(params or {}), "methods": methods}, extra=VIS_EXTRA)
+    study = prepare_study(params, "08_visualization")
+    methods = schema.parse_list(study.params["methods"])
     p = study.params
     Z, sources, encoders = {}, {}, {}
     t_all = time.perf_counter()

@@ -1,0 +1,96 @@
+"""Collecting a grid's records for the analysis notebooks (helpers.sweeps: collect_grid, collect_grids,
+collect_analysis, run_missing_points) on a fake notebook and fake records in tmp_path; no kernel is started."""
+import nbformat
+import pytest
+from fake_records import write_fake_at_point
+
+from helpers import records, sweeps
+from helpers.config import StudyError
+
+STEM = "99_fake_grid"   # not one of the study's notebooks: its parameters cell names what it takes
+
+
+@pytest.fixture
+def grid(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('fraction = 0.8\nnoise = 0.0\nseed = 0\nepochs = 1\nrun_dir = ""')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / f"{STEM}.ipynb")
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"notebook: {STEM}.ipynb\nprofiles:\n  quick: {{seeds: [0, 1], params: {{noise: [0.0, 0.2]}}}}\n")
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Records for three of the grid's four points; the fourth failed before (its error.txt)."""
+    folder = tmp_path / "results"
+    for seed in (0, 1):
+        write_fake_at_point(folder, STEM, {"noise": 0.0, "seed": seed})
+    write_fake_at_point(folder, STEM, {"noise": 0.2, "seed": 0})
+    failed_dir = records.default_run_dir(STEM, {"noise": 0.2, "seed": 1}, folder)
+    failed_dir.mkdir(parents=True)
+    (failed_dir / "error.txt").write_text("ValueError: boom\n")
+    return folder
+
+
+def test_resolve_results_dir_follows_study_results(monkeypatch, tmp_path):
+    monkeypatch.setattr(sweeps, "RESULTS_DIR", tmp_path / "elsewhere")
+    assert sweeps.resolve_results_dir("results") == tmp_path / "elsewhere"
+    assert sweeps.resolve_results_dir("") == tmp_path / "elsewhere"
+    assert sweeps.resolve_results_dir(tmp_path / "x") == tmp_path / "x"
+    assert sweeps.resolve_results_dir("other") == sweeps.REPO_ROOT / "other"
+
+
+def test_collect_grid_reads_point_records_and_reports_gaps(grid, folder):
+    got = sweeps.collect_grid(grid, "quick", folder)
+    assert len(got["points"]) == 4 and len(got["records"]) == 3 and got["missing"] == [{"noise": 0.2, "seed": 1}]
+    assert got["failed"][0]["error"] == "ValueError: boom" and not got["ran"] and got["notebook"] == STEM
+    # run_missing leaves a point that failed before alone (no kernel is started here)
+    again = sweeps.collect_grid(grid, "quick", folder, run_missing=True)
+    assert list(again["sweep"]["status"]) == ["skipped_failed"] and len(again["records"]) == 3
+    recs, status = sweeps.collect_grids([grid, "no_such_grid"], "quick", folder)
+    assert len(recs) == 3 and status["records"].tolist() == [3, 0] and "skipped" in status["note"].iloc[1]
+
+
+def test_run_missing_points_uses_the_sweeps_point_code(monkeypatch, tmp_path, grid, folder):
+    calls, ran = [], []
+    process = sweeps._process
+
+    def spy(point, run_dir, version, retry_failed, execute, wait):
+        calls.append((point, version, retry_failed, wait))
+        return process(point, run_dir, version, retry_failed, execute, wait)
+
+    def fake_run_point(notebook, point, run_dir, timeout=None):
+        assert (run_dir / sweeps.LOCK_NAME).exists()           # the point lock is held while it runs
+        ran.append(point)
+        records.write_record(run_dir, {"params": dict(point), "results": [], "code_version": "older"})
+        return {"status": "ran", "seconds": 0.1, "overhead_s": 0.0, "run_dir": str(run_dir), "error": None}
+
+    monkeypatch.setattr(sweeps, "_process", spy)
+    monkeypatch.setattr(sweeps, "run_point", fake_run_point)
+    notebook = grid.parent / f"{STEM}.ipynb"
+    points = [{"noise": 0.0, "seed": 0}, {"noise": 0.5, "seed": 3}, {"noise": 0.2, "seed": 1}]
+    table = sweeps.run_missing_points(notebook, points, folder)
+    assert list(table["status"]) == ["done", "ran", "skipped_failed"] and ran == [{"noise": 0.5, "seed": 3}]
+    assert [c[1:] for c in calls] == [(None, False, True)] * 3   # any code version counts; failures stay
+    new_dir = records.default_run_dir(STEM, points[1], folder)
+    assert not (new_dir / sweeps.LOCK_NAME).exists() and table["run_dir"].iloc[1] == str(new_dir.resolve())
+    # the record by "older" code is enough for an analysis, not for a sweep
+    assert sweeps._settled(new_dir, points[1], None, False)["status"] == "done"
+    assert sweeps._settled(new_dir, points[1], "newer", False) is None
+
+
+def test_collect_analysis_stacks_grids_and_says_what_is_missing(grid, folder, tmp_path):
+    got = sweeps.collect_analysis(f"{grid}, no_such_grid", "quick", folder)
+    assert got["grids"] == [str(grid), "no_such_grid"] and got["results_dir"] == folder
+    assert len(got["records"]) == 3 and set(got["df"]["seed"]) == {0, 1} and set(got["df"]["noise"]) == {0.0, 0.2}
+    assert got["status"]["records"].tolist() == [3, 0]
+    assert got["notes"] == ["No records for no_such_grid (see the status table): those methods are missing here.",
+                            "**1 point(s) failed** (their error.txt is named in the status table); rerun with "
+                            "`python -m helpers sweep ... --retry-failed`."]
+    with pytest.raises(StudyError, match=r"no records for grids .*python -m helpers sweep params/no_such_grid.yaml"):
+        sweeps.collect_analysis("no_such_grid", "quick", tmp_path / "empty")
+    with pytest.raises(StudyError, match="at least one grid"):
+        sweeps.collect_analysis(" , ", "quick", folder)

@@ -1,0 +1,65 @@
+"""helpers.plots' figures of results tables, on fake records: one panel per view or test set, one line or bar
+per method, and an explicit empty figure when there is nothing to draw."""
+import pytest
+from fake_records import fake_record, write_study
+from matplotlib.figure import Figure
+
+from helpers import curves, plots, records, tables
+from helpers.config import StudyError
+
+
+@pytest.fixture
+def df(tmp_path):
+    return tables.results_table(records.load_records(write_study(tmp_path / "results")))
+
+
+def test_plot_curve_returns_a_figure_per_view(df):
+    fig = plots.plot_curve(df, x="noise", fraction=0.8)
+    assert isinstance(fig, Figure)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["view: audio", "view: image", "view: fused"]
+    image_ax = fig.axes[1]
+    labels = [line.get_label() for line in image_ax.get_lines()]
+    assert any(lab.startswith("imagenet") for lab in labels) and any("contrastive" in lab for lab in labels)
+    assert len(image_ax.collections) == len(labels)  # one CI band per line
+    empty = plots.plot_curve(df.iloc[0:0], x="noise")
+    assert isinstance(empty, Figure) and "no accuracy results" in empty.axes[0].texts[0].get_text()
+    with pytest.raises(StudyError):
+        plots.plot_curve(df, x="no_such_axis")
+
+
+def test_plot_learning_curves_draws_points_and_fits(df):
+    d = df[df["noise"] == 0.0]
+    fits = curves.learning_curves(tables.primary_protocols(d[d["test_set"] == "test"]))
+    fig = plots.plot_learning_curves(d, fits, target=0.6)
+    assert [ax.get_title() for ax in fig.axes] == ["view: audio", "view: image", "view: fused"]
+    image_ax = fig.axes[1]
+    assert {t.get_text() for t in image_ax.get_legend().get_texts()} == {
+        "image (supervised)", "imagenet (linear_probe)", "contrastive (linear_probe)"}
+    assert [int(t) for t in image_ax.get_xticks()] == [130, 520]   # n_train_image at fractions 0.2 and 0.8
+
+
+def test_headline_figure_one_bar_per_method_and_view(df):
+    head = df[(df["test_set"] == "test") & (df["noise"] == 0.0) & (df["fraction"] == 0.8)]
+    fig = plots.headline_figure(head)
+    assert [ax.get_title() for ax in fig.axes] == ["view: audio", "view: image", "view: fused"]
+    assert len(fig.axes[1].patches) == 3                  # image, imagenet, contrastive (primary protocols)
+    assert plots.headline_figure(head.iloc[0:0]) is None
+
+
+def test_counterfactual_bars_from_runs_or_their_summary(df):
+    drops = tables.counterfactual_drops(df[(df["noise"] == 0.0) & (df["fraction"] == 0.8)])
+    fig = plots.counterfactual_bars(drops)
+    assert [ax.get_title() for ax in fig.axes] == ["bandlimit_4k", "greyscale"]
+    bars = {ax.get_title(): [p.get_width() for p in ax.patches] for ax in fig.axes}
+    assert len(bars["greyscale"]) == 3 and len(bars["bandlimit_4k"]) == 5   # primary protocols: no knn
+    assert all(w == pytest.approx(-0.1) for ws in bars.values() for w in ws)
+    assert "mean over seeds" in fig.get_suptitle()
+    summary = tables.summarise(drops, by=["method", "protocol", "view", "test_set"], metric="drop")
+    again = plots.counterfactual_bars(summary)
+    assert [len(ax.patches) for ax in again.axes] == [5, 3]
+    # one record, as notebooks 02 and 03 show it: one run, so no interval
+    one = plots.counterfactual_bars(tables.counterfactual_drops(fake_record("02_baselines", 0)))
+    assert "one run" in one.get_suptitle() and [len(ax.patches) for ax in one.axes] == [3, 2]
+    empty = plots.counterfactual_bars(drops.iloc[0:0])
+    assert "no counterfactual results" in empty.axes[0].texts[0].get_text()

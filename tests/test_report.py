@@ -1,0 +1,125 @@
+"""The written report (helpers.report and `python -m helpers report`) on fake records in tmp_path (never on
+results/ or the repository README): sections, figures, rendered notebooks, README blocks."""
+import json
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from fake_records import accuracy, write_fake, write_mitigations, write_study
+
+from helpers import records, report, tables
+from helpers.__main__ import main as cli
+
+
+@pytest.fixture
+def results(tmp_path):
+    return write_study(tmp_path / "results")
+
+
+def test_report_with_no_records(tmp_path):
+    folder = tmp_path / "results"
+    assert report.main(["--results", str(folder)]) == 0
+    assert (folder / "summary.csv").is_file() and (folder / "figures").is_dir()
+    text = (folder / "README.md").read_text()
+    assert "No results yet" in text and "## Headline findings" not in text
+
+
+def test_report_with_records(results):
+    # an executed notebook in one run folder is rendered to HTML
+    run_dir = next((results / "runs" / "02_baselines").iterdir())
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# fake 02")])
+    nbformat.write(nb, run_dir / "02_baselines.ipynb")
+    assert cli(["report", "--results", str(results)]) == 0     # the command line runs helpers.report
+    summary = pd.read_csv(results / "summary.csv")
+    assert {"mean", "lo", "hi", "n", "metric", "method", "view", "noise"} <= set(summary.columns)
+    figures = {p.name for p in (results / "figures").glob("*.png")}
+    assert {"headline.png", "accuracy_vs_noise.png", "macro_f1_vs_noise.png", "accuracy_vs_fraction.png",
+            "counterfactual_drops.png"} <= figures
+    assert (results / "notebooks" / "02_baselines.html").is_file()
+    text = (results / "README.md").read_text()
+    for heading in ("Headline findings", "Shortcuts", "Executed notebooks", "counterfactual"):
+        assert heading.lower() in text.lower()
+    # the headline image result is written from the numbers
+    values = [accuracy("imagenet", "linear_probe", "image", s, 0.0, 0.8) for s in range(3)]
+    assert f"{np.mean(values):.3f} [" in text
+    assert "random_forest" in text and "What the headline numbers show" in text
+    assert "![counterfactual drops](figures/counterfactual_drops.png)" in text
+    # a second run rewrites the report without leftovers: the report's old figures go, others stay
+    (results / "figures" / "accuracy_vs_stale.png").write_bytes(b"")
+    (results / "figures" / "mine.png").write_bytes(b"")
+    assert report.main(["--results", str(results), "--no-html"]) == 0
+    assert not (results / "figures" / "accuracy_vs_stale.png").exists() and (results / "figures" / "mine.png").exists()
+    out = json.loads(json.dumps(report.write_report(results, html=False)))
+    assert out["records"] == 13 and out["rows"] == 9 * 10 + 4 * 13 and "counterfactual_drops.png" in out["figures"]
+
+
+def test_mitigations_are_reported(tmp_path):
+    folder = write_mitigations(tmp_path / "results", tables.MITIGATIONS)
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    assert "Mitigations on and off" in text and "sample_rate=16000 vs defaults, audio_mel (audio)" in text
+    assert "target (< 2 points for every audio model) missed" in text      # the fake defaults drop is 0.1
+
+
+def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
+    bench = {"bench": {"quick": False, "started_at": "2026-11-25T18:00:00+0000", "seconds": 600.0},
+             "machine": {"cpu_model": "AMD EPYC", "cores": 2, "device": "cpu", "load_avg_1m": 0.1, "load_avg_1m_end": 2.0},
+             "targets": [{"what": "warm load", "target": "< 2 s", "unit": "s", "measured": 0.5, "met": True},
+                         {"what": "share of peak", "target": ">= 0.5", "unit": "", "measured": 0.25, "met": False},
+                         {"what": "full study", "target": "< 3600 s", "unit": "s", "measured": None, "met": None}]}
+    (results / "bench.json").write_text(json.dumps(bench))
+    out = report.write_report(results, html=False)
+    assert set(out["blocks"]) == {"results", "performance"}
+    performance = "\n".join(out["blocks"]["performance"])
+    assert "| share of peak | >= 0.5 | 25.0% | **no** |" in performance
+    assert "| warm load | < 2 s | 0.50 s | yes |" in performance and "| full study | < 3600 s | not measured | – |" in performance
+    readme = tmp_path / "README.md"
+    begin, end = report.BLOCK.format(name="results"), report.BLOCK_END.format(name="results")
+    readme.write_text(f"# Title\n\nbefore\n{begin}\nstale numbers\n{end}\nafter\n")
+    assert report.update_readme_blocks(readme, out["blocks"]) == ["results"]   # no performance markers
+    text = readme.read_text()
+    assert "stale numbers" not in text and text.startswith("# Title\n\nbefore\n" + begin)
+    assert text.endswith(end + "\nafter\n") and "| imagenet | linear_probe |" in text
+    assert "Headline findings" in text
+    # the CLI refreshes the README it is given
+    readme.write_text(f"{begin}\nstale\n{end}\n")
+    assert report.main(["--results", str(results), "--no-html", "--readme", str(readme)]) == 0
+    assert "stale" not in readme.read_text() and "| imagenet | linear_probe |" in readme.read_text()
+
+
+def test_translation_rows_get_their_own_section_not_the_headline(results):
+    for seed in range(3):
+        rows = [{"method": m, "protocol": "fill_missing", "view": "image->audio", "test_set": "test", "fraction": f,
+                 "accuracy": acc + 0.01 * seed, "n": 175}
+                for f in (0.2, 0.8) for m, acc in (("single", 0.4), ("translator", 0.3), ("both_real", 0.99))]
+        rows.append({"method": "real", "protocol": "judge", "view": "audio", "test_set": "test", "fraction": 0.8,
+                     "accuracy": 0.99, "n": 175})
+        write_fake(results, {"notebook": "06_translation", "results": rows,
+                             "params": {"fraction": 0.8, "noise": 0.0, "noise_kind": "symmetric", "seed": seed}})
+    report.write_report(results, html=False)
+    text = (results / "README.md").read_text()
+    head = text[text.index("## Headline findings"):text.index("## Translation (notebook 06)")]
+    assert "both_real" not in head and "judge" not in head and "0.99" not in head
+    section = text[text.index("## Translation (notebook 06)"):]
+    assert "| both_real | image->audio |" in section
+    assert "[view=image->audio, fraction=0.2] translator - single = -0.100 accuracy" in section
+
+
+def test_clustering_scores_get_a_section(results):
+    for seed in range(2):
+        write_fake(results, {"notebook": "08_visualization", "params": {"seed": seed, "fraction": 0.8},
+                             "clustering": [{"method": "image", "view": "image", "nmi": 0.4 + 0.1 * seed,
+                                             "ari": 0.2, "purity": 0.5, "silhouette": 0.1}]})
+    report.write_report(results, html=False)
+    text = (results / "README.md").read_text()
+    section = text[text.index("## Feature spaces (notebook 08)"):]
+    assert "| image | image | " in section and "0.450 [" in section
+
+
+def test_main_settings_keep_the_most_run_setting(results):
+    df = tables.results_table(records.load_records(results))
+    df.loc[(df["notebook"] == "02_baselines") & (df["seed"] == 0) & (df["noise"] == 0.2), "epochs"] = 9
+    kept, notes = report.main_settings(df)
+    assert (kept.loc[kept["notebook"] == "02_baselines", "epochs"] == 2).all()
+    assert len(notes) == 1 and "epochs=2" in notes[0] and "1 run(s) with other settings" in notes[0]

@@ -1,0 +1,222 @@
+"""helpers.tables on fake records written to tmp_path (never to results/): the results table, intervals over
+seeds, paired comparisons, effects of an axis, counterfactual drops, mitigation and clustering tables."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_records import accuracy, fake_record, write_fake, write_mitigations, write_study
+from scipy import stats
+
+from helpers import records, tables
+from helpers.config import StudyError
+
+
+@pytest.fixture
+def results(tmp_path):
+    return write_study(tmp_path / "results")
+
+
+@pytest.fixture
+def df(results):
+    return tables.results_table(records.load_records(results))
+
+
+def test_results_table_flattens_params_and_skips_aggregate_records(results):
+    recs = records.load_records(results)
+    recs.append({"notebook": "05_label_noise", "params": {"profile": "quick"}, "aggregates": {}})
+    df = tables.results_table(recs)
+    assert len(df) == 9 * 10 + 4 * 13  # (5 views x 2 test sets) per 02 record, 6 x 2 + 1 per 03
+    for column in ("notebook", "seed", "fraction", "noise", "noise_kind", "method", "protocol", "view",
+                   "test_set", "accuracy", "macro_f1", "epochs", "objective", "n_train_audio", "run_dir"):
+        assert column in df
+    assert set(df["notebook"]) == {"02_baselines", "03_contrastive"}
+    row = df[(df["method"] == "image") & (df["seed"] == 1) & (df["noise"] == 0.2) & (df["test_set"] == "test")]
+    assert len(row) == 1 and row["accuracy"].iloc[0] == pytest.approx(accuracy("image", "supervised", "image", 1, 0.2, 0.8))
+    assert tables.results_table([]).empty
+    assert "noise" in tables.condition_columns(df) and "seed" not in tables.condition_columns(df)
+    assert "epochs" in tables.param_columns(df) and not {"accuracy", "n_train_audio", "run_dir"} & set(tables.param_columns(df))
+
+
+def test_summarise_gives_mean_and_t_interval_over_seeds(df):
+    s = tables.summarise(df[df["test_set"] == "test"], by=["method", "protocol", "view", "noise", "fraction"])
+    row = s[(s["method"] == "image") & (s["noise"] == 0.2) & (s["fraction"] == 0.8)].iloc[0]
+    values = [accuracy("image", "supervised", "image", seed, 0.2, 0.8) for seed in range(3)]
+    half = stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)
+    assert row["n"] == 3 and row["mean"] == pytest.approx(np.mean(values))
+    assert (row["lo"], row["hi"]) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert row["metric"] == "accuracy"
+    # reruns of one seed count once
+    twice = pd.concat([df, df[df["seed"] == 0]])
+    s2 = tables.summarise(twice[twice["test_set"] == "test"], by=["method", "protocol", "view", "noise", "fraction"])
+    assert s2["n"].max() == 3
+    # retrieval metrics summarise where they exist, and a missing metric gives an empty table
+    r = tables.summarise(df, by=["method", "view"], metric="recall_at_1")
+    assert r["mean"].iloc[0] == pytest.approx(0.305) and r["n"].iloc[0] == 2
+    assert tables.summarise(df, by=["method"], metric="no_such_metric").empty
+    with pytest.raises(StudyError, match="no column"):
+        tables.summarise(df, by=["nope"])
+
+
+def test_format_ci_and_ci_table():
+    assert tables.format_ci(0.81234, 0.79, 0.83, 5) == "0.812 [0.790, 0.830] (n=5)"
+    assert "no interval" in tables.format_ci(0.5, 0.5, 0.5, 1)
+    s = pd.DataFrame({"method": ["a", "b"], "view": ["image", "audio"], "mean": [0.5, 0.6], "lo": [0.4, 0.5],
+                      "hi": [0.6, 0.7], "n": [3, 3]})
+    wide = tables.ci_table(s, ["method"], ["view"])
+    assert list(wide.columns) == ["audio", "image"] and wide.loc["a", "image"].startswith("0.500 [0.400")
+
+
+def test_sort_table_uses_the_study_order_then_numbers_then_text():
+    t = pd.DataFrame({"view": ["fused", "zzz", "audio", "image"], "protocol": ["knn", "supervised", "other", "knn"],
+                      "level": [2, "b", 10, "a"]})
+    assert list(tables.sort_table(t, ["view"])["view"]) == ["audio", "image", "fused", "zzz"]
+    assert list(tables.sort_table(t, ["protocol"])["protocol"]) == ["supervised", "knn", "knn", "other"]
+    assert list(tables.sort_table(t, ["level"])["level"]) == [2, 10, "a", "b"]
+
+
+def test_compare_methods_pairs_by_seed(df):
+    df = df[df["fraction"] == 0.8]
+    # drop seed 0 of image and seed 2 of imagenet: only seed 1 is shared... plus add noise as `over`
+    d = df[~((df["method"] == "image") & (df["seed"] == 0)) & ~((df["method"] == "imagenet") & (df["seed"] == 2))]
+    c = tables.compare_methods(d, {"method": "imagenet", "view": "image"}, "image", over=["noise"])
+    assert list(c["noise"]) == [0.0, 0.2]
+    row = c.iloc[0]
+    assert row["n"] == 1 and row["seeds"] == "1" and row["unpaired_a"] == 1 and row["unpaired_b"] == 1
+    assert row["mean_diff"] == pytest.approx(0.2) and row["p_value"] is None
+    assert "no test possible" in row["statement"]
+    # all seeds: differences vary by seed only through noise -> use a seed-dependent pair instead
+    noisy = df.copy()
+    bump = (noisy["method"] == "image") & (noisy["seed"] == 2)
+    noisy.loc[bump, "accuracy"] += 0.05
+    c = tables.compare_methods(noisy, {"method": "imagenet", "view": "image"}, "image", noise=0.0)
+    row = c.iloc[0]
+    a = [accuracy("imagenet", "linear_probe", "image", s, 0, 0.8) for s in range(3)]
+    b = [accuracy("image", "supervised", "image", s, 0, 0.8) + (0.05 if s == 2 else 0) for s in range(3)]
+    assert row["n"] == 3 and row["test"] == "paired t-test"
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert row["cohens_dz"] == pytest.approx(np.mean(np.subtract(a, b)) / np.std(np.subtract(a, b), ddof=1))
+    assert "p = " in row["statement"] and "d_z" in row["statement"]
+    assert list(c.columns) == list(tables.COMPARE_COLUMNS)  # no `over`: exactly the documented columns
+    # a method with two protocols per seed is ambiguous until the protocol is named
+    with pytest.raises(StudyError, match="protocol"):
+        tables.compare_methods(df, "contrastive", "image", view="image")
+    ok = tables.compare_methods(df, {"method": "contrastive", "protocol": "knn"}, "image", view="image",
+                                over="noise")
+    assert list(ok["n"]) == [2, 2]  # 03 has seeds 0-1 only
+
+
+def test_compare_methods_pairs_across_settings_and_lists_them(df):
+    # 03's runs use other epochs and an objective parameter: still paired by seed, and said so
+    df.loc[df["notebook"] == "03_contrastive", "epochs"] = 4
+    c = tables.compare_methods(df, {"method": "contrastive", "protocol": "linear_probe"}, "image",
+                               view="image", fraction=0.8, over="noise")
+    assert list(c["n"]) == [2, 2]
+    assert "epochs: 4 vs 2" in c.iloc[0]["differences"] and "settings differ" in c.iloc[0]["statement"]
+
+
+def test_method_pairs_keep_available_sides_with_their_primary_protocol(df):
+    test = df[(df["test_set"] == "test") & (df["fraction"] == 0.8)]
+    pairs = tables.method_pairs(test, [(("imagenet", "image"), ("image", "image")),
+                                       (("contrastive", "fused"), ("late_fusion", "fused")),
+                                       (("mvae", "image"), ("image", "image")),        # no mvae runs
+                                       (("image", "fused"), ("imagenet", "fused"))])   # image has no fused view
+    assert pairs == [({"method": "imagenet", "protocol": "linear_probe", "view": "image"},
+                      {"method": "image", "protocol": "supervised", "view": "image"}),
+                     ({"method": "contrastive", "protocol": "linear_probe", "view": "fused"},
+                      {"method": "late_fusion", "protocol": "supervised", "view": "fused"})]
+    c = tables.compare_pairs(test, pairs, over=["noise"])
+    assert len(c) == 4 and list(c["n"]) == [3, 3, 2, 2]
+    assert c["mean_diff"].iloc[0] == pytest.approx(0.2)                      # imagenet - image
+    assert c["mean_diff"].iloc[2] == pytest.approx(0.55 - 0.7)               # contrastive - late fusion
+    empty = tables.compare_pairs(test, [], over=["noise"])
+    assert empty.empty and list(empty.columns) == ["noise", *tables.COMPARE_COLUMNS]
+    assert tables.compare_pairs(test.iloc[0:0], pairs, metric="diff").empty
+
+
+def test_effect_table_and_paired_differences(df):
+    d = df[df["fraction"] == 0.8]
+    diffs = tables.paired_differences(d[d["test_set"] == "test"], "noise", 0.2, 0.0)
+    assert np.allclose(diffs["diff"], -0.1) and set(diffs["seed"]) == {0, 1, 2}
+    e = tables.effect_table(d, axis="noise")
+    row = e[(e["method"] == "image") & (e["view"] == "image")].iloc[0]
+    assert row["baseline"] == 0.0 and row["noise"] == 0.2 and row["n"] == 3
+    assert row["mean_diff"] == pytest.approx(-0.1) and row["relative"] == pytest.approx(-0.1 / 0.61)
+    assert set(e["protocol"]) == {"supervised", "linear_probe"}  # primary protocols only: no knn
+    # fraction: the baseline is the largest
+    f = tables.effect_table(df[df["noise"] == 0.0], axis="fraction")
+    assert set(f["baseline"]) == {0.8} and set(f["fraction"]) == {0.2}
+    assert "n=3" in tables.format_diff(row)
+
+
+def test_counterfactual_drops_of_a_record_and_of_a_table_agree(df):
+    record = fake_record("02_baselines", 1)
+    record["results"] += [{"method": "image", "protocol": "supervised", "view": "image", "test_set": "external",
+                           "accuracy": 0.1, "macro_f1": 0.1, "n": 40}]
+    one = tables.counterfactual_drops(record)
+    assert list(one.columns) == ["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]
+    assert len(one) == 5 and np.allclose(one["drop"], -0.1)  # one changed test set per method/view; no external
+    row = one[(one["method"] == "imagenet") & (one["view"] == "fused")].iloc[0]
+    assert row["test_set"] == "bandlimit_4k" and row["plain"] == pytest.approx(accuracy("imagenet", "linear_probe",
+                                                                                        "fused", 1, 0.0, 0.8))
+    # the same record in a results table: the same drops, with the run's parameters alongside
+    many = tables.counterfactual_drops(df)
+    same = many[(many["seed"] == 1) & (many["noise"] == 0.0) & (many["fraction"] == 0.8)
+                & (many["notebook"] == "02_baselines")]
+    key = ["method", "protocol", "view", "test_set"]
+    pd.testing.assert_frame_equal(same[key + ["plain", "accuracy", "drop"]].sort_values(key).reset_index(drop=True),
+                                  one.sort_values(key).reset_index(drop=True))
+    assert "retrieval" not in set(many["protocol"]) and len(many) == 9 * 5 + 4 * 6
+    assert tables.counterfactual_drops({"results": []}).empty
+
+
+def test_headline_table_pivots_one_record():
+    t = tables.headline_table(fake_record("02_baselines", 0))
+    assert t.loc[("imagenet", "linear_probe"), ("accuracy", "fused")] == pytest.approx(0.82)
+    assert t.loc[("image", "supervised"), ("macro_f1", "image")] == pytest.approx(0.55)
+    assert set(t.columns.get_level_values(1)) == {"audio", "image", "fused"}
+
+
+def test_mitigation_variants_are_labelled_and_paired(tmp_path):
+    folder = write_mitigations(tmp_path / "results", tables.MITIGATIONS)
+    df = tables.results_table(records.load_records(folder))
+    d = tables.mitigation_variants(df)
+    assert set(d["variant"]) == {"defaults", "sample_rate=16000", "none"} and (d["noise"] == 0.0).all()
+    t = tables.mitigation_tables(d)
+    assert t["variants"] == ["defaults", "sample_rate=16000", "none"] and t["seeds"] == 3
+    p = t["paired"]
+    acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
+    assert acc["n"] == 3 and acc["mean_diff"] == pytest.approx(0.05)
+    drop = p[(p["measure"] == "drop") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
+    # defaults drop -0.1 every seed; 16 kHz: (acc - 0.1 - 0.2 - 0.01 seed) - (acc + 0.05) = -0.35 - 0.01 seed
+    assert drop["mean_diff"] == pytest.approx(-0.25 - 0.01) and drop["n"] == 3
+    image_rows = t["drops"].reset_index()
+    assert not ((image_rows["view"] == "image") & (image_rows["test_set"] == "bandlimit_4k")).any()
+
+
+def test_mitigation_constants_follow_the_study_code():
+    """The tables name a few of the study's settings without importing torch; they must not drift from the source."""
+    from helpers import schema, shortcuts
+    assert {k: schema.PARAMS[k].default for k in tables.MITIGATIONS} == tables.MITIGATIONS
+    assert tables.MITIGATIONS["sample_rate"] != tables.MITIGATION_OFF["sample_rate"]
+    assert set(tables.MITIGATIONS) == set(tables.MITIGATION_OFF)
+    assert tables.AUDIO_TEST_SETS == tuple(shortcuts.AUDIO_COUNTERFACTUALS)
+
+
+def test_clustering_scores_are_summarised_over_seeds(results):
+    for seed in range(2):
+        write_fake(results, {"notebook": "08_visualization", "params": {"seed": seed, "fraction": 0.8},
+                             "clustering": [{"method": "image", "view": "image", "nmi": 0.4 + 0.1 * seed,
+                                             "ari": 0.2, "purity": 0.5, "silhouette": 0.1}]})
+    s = tables.clustering_table(records.load_records(results))
+    row = s[(s["metric"] == "nmi")].iloc[0]
+    assert row["method"] == "image" and row["n"] == 2 and row["mean"] == pytest.approx(0.45)
+    assert set(s["metric"]) == {"nmi", "ari", "purity", "silhouette"}
+    assert tables.clustering_table([]).empty
+
+
+def test_audit_tables_summarise_one_audit_per_seed(results):
+    full, single = tables.audit_tables(records.load_records(results))
+    rf = full[(full["modality"] == "audio") & (full["classifier"] == "random_forest")].iloc[0]
+    assert rf["n"] == 3 and rf["mean"] == pytest.approx(0.41)   # seeds 0-2 at the largest fraction only
+    assert set(single["feature"]) == {"duration", "majority"}

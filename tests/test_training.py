@@ -1,0 +1,147 @@
+"""The training loop every notebook uses (helpers.training.fit), and the training pairs it re-draws at every
+epoch start (helpers.experiments.EpochPairs), tested directly on tiny models."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from helpers.config import StudyError
+from helpers.experiments import EpochPairs, pair_sampler, train_classifier
+from helpers.training import fit
+
+SMALL = dict(fraction=0.8, image_size=32, sample_rate=8000, clip_seconds=0.5, noise=0.3, progress=False)
+
+
+def _problem(n: int):
+    """A linear model and a least-squares step on n random examples."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g)
+
+    def step(idx, gen):
+        return ((model(X[idx]) - y[idx]) ** 2).mean()
+    return model, step
+
+
+def _fit(model, step, n, **kw):
+    kw = {"num_epochs": 3, "batch_size": 4, "generator": torch.Generator().manual_seed(0), "progress": False} | kw
+    return fit(model, step, n, **kw)
+
+
+def test_epoch_hook_is_called_once_per_epoch_before_its_batches():
+    model, loss = _problem(10)
+    events = []
+
+    def step(idx, gen):
+        events.append(("batch", len(idx)))
+        return loss(idx, gen)
+
+    _fit(model, step, 10, on_epoch_start=lambda epoch: events.append(("epoch", epoch)))
+    # 10 examples in batches of 4: two batches an epoch, the ragged last one dropped
+    assert events == [e for epoch in range(3) for e in [("epoch", epoch), ("batch", 4), ("batch", 4)]]
+
+
+def test_the_best_validation_epochs_weights_are_restored():
+    model, step = _problem(16)
+    scores = [0.1, 0.5, 0.9, 0.3, 0.2]  # peaks after epoch 2
+    weights = []
+
+    def val_score():  # called after each epoch's training: the weights it sees are that epoch's
+        weights.append(copy.deepcopy(model.state_dict()))
+        return scores[len(weights) - 1]
+
+    history = _fit(model, step, 16, num_epochs=5, lr=0.1, val_score=val_score)
+    assert history.best_epoch == 2 and history.val_score == scores and len(history.train_loss) == 5
+    final = model.state_dict()
+    assert all(torch.equal(final[k], weights[2][k]) for k in final)
+    assert not torch.equal(final["weight"], weights[-1]["weight"])  # training went on after the best epoch
+
+
+def test_without_validation_the_last_epoch_is_kept():
+    model, step = _problem(16)
+    history = _fit(model, step, 16, num_epochs=2)
+    assert history.best_epoch == 1 and history.val_score == []
+
+
+@pytest.mark.parametrize("n, batch_size, batches", [(10, 4, 2), (12, 4, 3), (5, 64, 1)])
+def test_optimizer_steps_are_epochs_times_batches(n, batch_size, batches):
+    model, loss = _problem(n)
+    sizes, steps = [], []
+
+    def step(idx, gen):
+        sizes.append(len(idx))
+        return loss(idx, gen)
+
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: steps.append(opt))
+    try:
+        _fit(model, step, n, num_epochs=3, batch_size=batch_size)
+    finally:
+        handle.remove()
+    assert len(steps) == len(sizes) == 3 * batches
+    assert set(sizes) == {min(batch_size, n)}  # full batches only (BatchNorm needs more than one item)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_raises_and_names_the_fix(bad):
+    model, loss = _problem(8)
+    with pytest.raises(StudyError, match=r"lower lr \(now 0.5\)"):
+        _fit(model, lambda idx, gen: loss(idx, gen) * bad, 8, lr=0.5)
+
+
+@pytest.mark.parametrize("epochs", [0, -1])
+def test_no_epochs_is_an_error(epochs):
+    model, step = _problem(8)
+    with pytest.raises(StudyError, match="num_epochs"):
+        _fit(model, step, 8, num_epochs=epochs)
+
+
+def test_zero_epochs_asked_of_a_core_is_not_the_default(synthetic_study):
+    """train_classifier(num_epochs=0) used to train p["epochs"] epochs: 0 was read as "not given"."""
+    with pytest.raises(StudyError, match="num_epochs"):
+        train_classifier(synthetic_study["study"], "image", num_epochs=0)
+
+
+def test_epoch_pairs_are_redrawn_every_epoch_within_the_noisy_class(synthetic_study):
+    study = synthetic_study["study"]
+    pairs = EpochPairs(study, np.random.default_rng(7))
+    n = len(pairs.a_idx)
+    with pytest.raises(StudyError, match="on_epoch_start"):
+        pairs.batch(torch.arange(2))
+    model = nn.Linear(1, 1)
+    drawn = []  # per epoch: the image paired with each training clip (by position)
+
+    def step(idx, gen):
+        a, i, labels = pairs.batch(idx)
+        if len(drawn) <= pairs.epoch:
+            drawn.append(np.full(n, -1))
+        drawn[pairs.epoch][idx.numpy()] = i
+        np.testing.assert_array_equal(a, pairs.a_idx[idx.numpy()])
+        np.testing.assert_array_equal(labels.numpy(), study.y_train["audio"][a])  # the noisy labels
+        np.testing.assert_array_equal(study.data.image.y[i], study.y_train["audio"][a])  # an image of that class
+        assert np.isin(i, study.split["image"].train).all()
+        return (model.weight ** 2).sum()
+
+    batch_size = 8  # not the study's batch_size: the pairs follow fit's epochs, whatever its batches
+    fit(model, step, n, num_epochs=3, batch_size=batch_size, generator=torch.Generator().manual_seed(0),
+        on_epoch_start=pairs.start_epoch, progress=False)
+    assert len(drawn) == 3 and pairs.epoch == 2
+    n_seen = (n // batch_size) * batch_size  # the ragged last batch is dropped
+    assert [(d >= 0).sum() for d in drawn] == [n_seen] * 3
+    # one pair_sampler draw per epoch, in order: the pairs a run with this seed trained on before fit had a hook
+    draw = pair_sampler(study, np.random.default_rng(7))
+    expected = [draw() for _ in range(3)]
+    for epoch in range(3):
+        hit = drawn[epoch] >= 0
+        np.testing.assert_array_equal(drawn[epoch][hit], expected[epoch][hit])
+    assert not np.array_equal(expected[0], expected[1]) and not np.array_equal(expected[1], expected[2])
+    # the record of the pairs: under label noise, exactly the flipped clips are mismatched
+    summary = pairs.summary()
+    flipped = study.y_train["audio"][pairs.a_idx] != study.data.audio.y[pairs.a_idx]
+    assert flipped.any()
+    assert summary["mismatch_rate"] == [pytest.approx(flipped.mean())] * 3
+    assert summary["train_clip_flip_rate"] == pytest.approx(flipped.mean())
+    assert [s["pairs_seen"] for s in pairs.stats] == [n_seen] * 3

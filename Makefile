@@ -23,6 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 data: venv
 	$(BIN)/python -m helpers data check >/dev/null 2>&1 || $(BIN)/python -m helpers data fetch
+	$(BIN)/python -m helpers data check --spec external >/dev/null 2>&1 || $(BIN)/python -m helpers data fetch --external
 	$(BIN)/python -m helpers data check
 
 test: test-unit test-notebooks

@@ -8,14 +8,16 @@ import json
 import sys
 import warnings
 
-from .config import StudyError, data_root
+from .config import StudyError, data_root, external_root
 
 
 def _data(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers data")
     sub = parser.add_subparsers(dest="action", required=True)
     fetch = sub.add_parser("fetch", help="download the real data from the manifests and verify every file")
-    fetch.add_argument("--root", default=None, help="where to put it (default: $STUDY_DATA, else data/)")
+    fetch.add_argument("--root", default=None, help="where to put it (default: $STUDY_DATA, else data/; with "
+                       "--external: $STUDY_EXTERNAL, else data-external/)")
+    fetch.add_argument("--external", action="store_true", help="the independent evaluation data instead")
     fetch.add_argument("--workers", type=int, default=4)
     check = sub.add_parser("check", help="decode the whole data root and report counts and failures")
     check.add_argument("--spec", default="animals", help="dataset YAML: a name in params/datasets/ or a path")
@@ -26,15 +28,25 @@ def _data(argv: list[str]) -> int:
     if args.action == "fetch":
         from pathlib import Path
 
-        from .fetch import fetch_data
-        report = fetch_data(Path(args.root) if args.root else data_root(), workers=args.workers)
+        from .fetch import EXTERNAL_MANIFESTS, SHIPPED_MANIFESTS, fetch_data
+        default = external_root() if args.external else data_root()
+        report = fetch_data(Path(args.root) if args.root else default, workers=args.workers,
+                            manifests=EXTERNAL_MANIFESTS if args.external else SHIPPED_MANIFESTS)
         print(json.dumps(report, indent=1))
         return 0
-    from .data import describe, format_report, load_dataset
+    from .data import describe, format_report, load_dataset, load_evaluation_set, load_spec
+    spec = load_spec(args.spec, args.root)
     with warnings.catch_warnings():
         if args.json:  # the failures are in the JSON; keep stdout machine-readable
             warnings.simplefilter("ignore")
-        summary = describe(load_dataset(args.spec, args.root, strict=args.strict, progress=not args.json))
+        if spec.evaluation_only:   # no split, maybe one modality: its counts per class and its failures
+            summary = load_evaluation_set(spec, spec.classes, sample_rate=8000, image_size=64,
+                                          progress=not args.json).summary()
+            if args.strict and summary["failures"]:
+                raise StudyError(f"{len(summary['failures'])} file(s) could not be used: {summary['failures'][:3]}")
+            print(json.dumps(summary, indent=1))
+            return 0
+        summary = describe(load_dataset(spec, args.root, strict=args.strict, progress=not args.json))
     print(json.dumps(summary, indent=1) if args.json else format_report(summary))
     return 0
 

@@ -1,15 +1,12 @@
 """Speed of the study on this machine: `python -m helpers bench [--json] [--quick] [--spec PATH]`.
 
-Sections of the result, each target of TARGETS reading one value of them: data (cold preparation into a
-fresh temporary STUDY_CACHE, warm load, peak RSS of each, in child processes); throughput (the project's
-own training steps, models, losses and loop, on random inputs of the study's shapes: samples/s and FLOP
-rate as a share of the float32 matmul peak measured in the same run); pipeline (one supervised run through
-the project's pipeline and through a plain tutorial one); runs (sweep-runner overhead, one pre-training
-run, every notebook, the quick profile of every grid, the full study's wall time measured from
-results/runs); cuda (the steps on a visible CUDA GPU in float32 and under autocast; null without one).
-
-`--quick`: fewer steps, one epoch, no notebooks or grids. The data root is only read; the temporary cache
-is deleted at the end unless --keep-cache. Rendering the JSON into Markdown is the report module's job.
+Sections, each target of TARGETS reading one value of them: data (cold preparation, warm load and their
+peak RSS, in child processes, into a temporary STUDY_CACHE); throughput (the project's training steps,
+models, losses and loop, on random inputs of the study's shapes, as samples/s and as a share of the matmul
+peak measured in the same run); pipeline (one supervised run through the project's pipeline and a plain
+tutorial one); runs (sweep-runner overhead, one pre-training run, the quick profile of every grid, the
+full study's wall time measured from results/runs); cuda (the steps on a CUDA GPU, float32 and autocast).
+`--quick`: fewer steps, one epoch, no grids. The report module renders the JSON into Markdown.
 """
 from __future__ import annotations
 
@@ -233,7 +230,7 @@ def training_step(kind: str, objective: str, *, num_classes: int, image_size: in
     if objective == "contrastive":
         c = defaults("03_contrastive")
         return (TrainingStep(objective, ContrastiveModel(kind, embed_dim, sample_rate, c["proj_dim"], c["simclr"]),
-                             lambda *a: info_nce(*a)), (clips, images))
+                             info_nce), (clips, images))
     g = defaults("04_generative")
     # shared=True: the MVAE ("autoencoder" is the same networks without the joint posterior, less work)
     model = PairedVAE(kind, embed_dim, sample_rate, g["latent_dim"], image_size, clip_samples, True,
@@ -391,8 +388,9 @@ def bench_pipelines(spec: str, *, epochs: int, batch_size: int = 64, on_step=lam
     from .experiments import _load, prepare_study, train_classifier
     _load.cache_clear()  # the project pipeline loads from the (warm) disk cache, not from memory
     t0 = time.perf_counter()
+    # external_data off: the pipelines compared train the same model; evaluation is not timed here
     study = prepare_study({"dataset": spec, "fraction": PIPELINE_FRACTION, "epochs": epochs,
-                           "batch_size": batch_size, "progress": False})
+                           "batch_size": batch_size, "progress": False, "external_data": ""})
     prepare_s = time.perf_counter() - t0
     _, history = train_classifier(study, PIPELINE_ENCODER)
     project_s = time.perf_counter() - t0
@@ -447,37 +445,16 @@ def bench_pretraining(spec: str) -> dict:
     t0 = time.perf_counter()
     try:
         record, _ = pretraining.run_contrastive({"dataset": spec, "fraction": PIPELINE_FRACTION,
-                                                 "objective": "contrastive", "progress": False})
+                                                 "objective": "contrastive", "progress": False,
+                                                 "external_data": ""})
     except Exception as err:  # one failed run is reported; the other sections still run
         return {"available": True, "error": f"{type(err).__name__}: {_first_line(str(err))}"}
     return {"available": True, "seconds": _r(time.perf_counter() - t0), "epochs": record["params"]["epochs"],
             "breakdown_s": {k: _r(v) for k, v in record.get("timings", {}).items() if isinstance(v, (int, float))}}
 
 
-def _notebooks() -> list[Path]:
-    return sorted(p for p in (REPO_ROOT / "notebooks").glob("*.ipynb") if not p.name.startswith("."))
-
-
 def _grids() -> list[Path]:
     return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
-
-
-def bench_notebooks(spec: str, folder: Path, on_step=lambda: None, timeout: float | None = None) -> list[dict]:
-    """Every notebook at its default parameters (the dataset swapped when the bench targets another one)."""
-    from .sweeps import notebook_parameter_names, run_point
-    rows = []
-    for nb in _notebooks():
-        try:
-            names = notebook_parameter_names(nb)
-        except StudyError as err:
-            rows.append({"notebook": nb.name, "status": "failed", "error": _first_line(str(err))})
-        else:
-            r = run_point(nb, {"dataset": spec} if spec != "animals" and "dataset" in names else {},
-                          folder / nb.stem, timeout=timeout)
-            rows.append({"notebook": nb.name, "status": r["status"], "seconds": _r(r["seconds"]),
-                         "overhead_s": _r(r["overhead_s"]), "error": _first_line(r["error"])})
-        on_step()
-    return rows
 
 
 def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None) -> dict:
@@ -588,7 +565,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
                    clip_samples=int(round((clip_seconds or study["clip_seconds"]) * sample_rate)))
     workdir = Path(tempfile.mkdtemp(prefix="menagerie-bench-"))
     cache, repeats = workdir / "cache", 1 if quick else 2
-    tasks = (repeats + len(CASES) + 6 + pretraining + (0 if quick else len(_notebooks()) + len(_grids()))
+    tasks = (repeats + len(CASES) + 6 + pretraining + (0 if quick else len(_grids()))
              + (len(_cuda_amps()) * len(CASES) if torch.cuda.is_available() else 0))
     results: dict = {"bench": {"quick": quick, "spec": spec, "data_root": data_root or str(spec_obj.root),
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir)},
@@ -619,11 +596,8 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
                 "sweep_overhead": one("sweep runner overhead", bench_sweep_overhead, workdir / "overhead", repeats),
                 "pretraining": (one("pre-training run", bench_pretraining, spec) if pretraining
                                 else {"available": False, "reason": "skipped (--no-pretraining)"})}
-            if quick:
-                runs |= {"notebooks": [], "quick_profile": {"available": False, "reason": "skipped (--quick)"}}
-            else:
-                runs["notebooks"] = bench_notebooks(spec, workdir / "notebooks", stage("notebooks"), notebook_timeout)
-                runs["quick_profile"] = bench_grids(workdir / "sweeps", stage("quick profile"), notebook_timeout)
+            runs["quick_profile"] = ({"available": False, "reason": "skipped (--quick)"} if quick
+                                     else bench_grids(workdir / "sweeps", stage("quick profile"), notebook_timeout))
             runs["full_study_measured"] = one("full study, measured", measured_study)
             results["cuda"] = bench_cuda(quick=quick, on_step=stage("cuda"), **step_kw)
     finally:
@@ -654,11 +628,11 @@ def format_table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--quick", action="store_true", help="fewer steps, 1 epoch, no notebooks or grids")
+    parser.add_argument("--quick", action="store_true", help="fewer steps, 1 epoch, no grids")
     parser.add_argument("--spec", default="animals", help="dataset YAML: a name in params/datasets/ or a path")
     parser.add_argument("--data-root", default=None, help="data root (default: $STUDY_DATA, else data/)")
     parser.add_argument("--no-pretraining", dest="pretraining", action="store_false", help="skip the pre-training run")
-    parser.add_argument("--notebook-timeout", type=float, default=None, help="per-cell limit of notebooks and grids, s")
+    parser.add_argument("--notebook-timeout", type=float, default=None, help="per-cell limit of the grids' notebooks, s")
     parser.add_argument("--keep-cache", action="store_true", help="keep the temporary cache and run folders")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     args = vars(parser.parse_args(argv))

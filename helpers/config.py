@@ -19,6 +19,11 @@ def data_root() -> Path:
     return Path(os.environ.get("STUDY_DATA") or REPO_ROOT / "data").expanduser()
 
 
+def external_root() -> Path:
+    """The independent evaluation data (params/datasets/external.yaml): $STUDY_EXTERNAL, else data-external/."""
+    return Path(os.environ.get("STUDY_EXTERNAL") or REPO_ROOT / "data-external").expanduser()
+
+
 def cache_dir() -> Path:
     """Decoded-tensor cache: $STUDY_CACHE, else ~/.cache/menagerie (never under a read-only data root)."""
     return Path(os.environ.get("STUDY_CACHE") or Path.home() / ".cache" / "menagerie").expanduser()

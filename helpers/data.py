@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .config import PARAMS_DIR, StudyError, cache_dir, data_root
+from .config import PARAMS_DIR, StudyError, cache_dir, data_root, external_root
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -46,6 +46,9 @@ class DatasetSpec:
     confusable: dict[str, str] = field(default_factory=dict)
     test_fraction: float = 0.2
     split_seed: int = 0
+    # An evaluation-only collection (other sources, never trained on): one modality may be missing
+    # (its *_dir null), and a class may have files in one modality only; no split is made of it.
+    evaluation_only: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -65,24 +68,32 @@ def load_spec(spec: str | Path = "animals", root: str | Path | None = None) -> D
     except yaml.YAMLError as err:
         raise StudyError(f"dataset description {path} is not valid YAML: {err}") from None
     known = {"name", "audio_dir", "image_dir", "classes", "audio_folders", "image_folders",
-             "confusable", "test_fraction", "split_seed", "root"}
+             "confusable", "test_fraction", "split_seed", "root", "location", "evaluation_only"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise StudyError(f"{path}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    missing = [k for k in ("classes", "audio_dir", "image_dir") if k not in raw]
+    evaluation_only = bool(raw.get("evaluation_only", False))
+    missing = [k for k in ("classes",) + (() if evaluation_only else ("audio_dir", "image_dir")) if k not in raw]
     if missing:
         raise StudyError(f"{path}: missing key(s) {missing}")
+    if evaluation_only and not (raw.get("audio_dir") or raw.get("image_dir")):
+        raise StudyError(f"{path}: an evaluation collection needs audio_dir, image_dir or both")
+    locations = {"data": data_root, "external": external_root}   # which location variable holds the files
+    if raw.get("location", "data") not in locations:
+        raise StudyError(f"{path}: location={raw['location']!r} must be one of {list(locations)} "
+                         "($STUDY_DATA or $STUDY_EXTERNAL), or give root: <folder>")
     classes = [str(c) for c in raw["classes"]]
-    base = Path(root) if root is not None else Path(raw.get("root") or data_root())
+    base = Path(root) if root is not None else Path(raw.get("root") or locations[raw.get("location", "data")]())
     if not base.is_absolute() and raw.get("root") and root is None:
         base = path.parent / base
     spec_ = DatasetSpec(
         name=raw.get("name", path.stem), root=base.expanduser(),
-        audio_dir=raw["audio_dir"], image_dir=raw["image_dir"], classes=classes,
+        audio_dir=raw.get("audio_dir"), image_dir=raw.get("image_dir"), classes=classes,
         audio_folders={str(k): str(v) for k, v in (raw.get("audio_folders") or {}).items()},
         image_folders={str(k): str(v) for k, v in (raw.get("image_folders") or {}).items()},
         confusable={str(k): str(v) for k, v in (raw.get("confusable") or {}).items()},
-        test_fraction=float(raw.get("test_fraction", 0.2)), split_seed=int(raw.get("split_seed", 0)))
+        test_fraction=float(raw.get("test_fraction", 0.2)), split_seed=int(raw.get("split_seed", 0)),
+        evaluation_only=evaluation_only)
     for kind, mapping in (("audio_folders", spec_.audio_folders), ("image_folders", spec_.image_folders),
                           ("confusable", spec_.confusable)):
         bad = sorted({v for v in mapping.values() if v not in classes} |
@@ -101,6 +112,11 @@ def list_files(spec: DatasetSpec, modality: str) -> tuple[list[tuple[str, str]],
                                    else (spec.image_dir, spec.image_folders, IMAGE_EXTENSIONS))
     base = spec.root / subdir
     if not base.is_dir():
+        if spec.evaluation_only:
+            raise StudyError(
+                f"no {modality} folder at {base} for the evaluation data {spec.name}. Set STUDY_EXTERNAL to its root, "
+                f"run `python -m helpers data fetch --external` to download it into {external_root()}, or pass "
+                "external_data=\"\" to evaluate without it")
         raise StudyError(
             f"no {modality} folder at {base}. Set STUDY_DATA to the data root (it holds {spec.audio_dir}/ and "
             f"{spec.image_dir}/), or run `python -m helpers data fetch` to download the data into {data_root()}")
@@ -125,7 +141,7 @@ def list_files(spec: DatasetSpec, modality: str) -> tuple[list[tuple[str, str]],
     for _, c in files:
         counts[c] += 1
     empty = [c for c, n in counts.items() if n == 0]
-    if empty:
+    if empty and not spec.evaluation_only:
         raise StudyError(f"{base}: class(es) {empty} have no {modality} file. Every class needs files in both "
                          f"modalities: add files, or remove the class from the dataset YAML ({spec.name})")
     return files, skipped
@@ -372,7 +388,7 @@ def load_modality(spec: DatasetSpec, modality: str, *, sample_rate: int = 16000,
     result = Modality(modality, torch.from_numpy(X), y, paths, pd.DataFrame(metas), spec.classes, failures,
                       sample_rate if modality == "audio" else None)
     lost = [c for c, n in result.counts().items() if n == 0]
-    if lost:
+    if lost and not spec.evaluation_only:
         raise StudyError(f"class(es) {lost} have no decodable {modality} file under {base}: see the failures above")
     return result
 
@@ -384,6 +400,9 @@ def load_dataset(spec: str | Path | DatasetSpec = "animals", root: str | Path | 
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec, root)
     if root is not None:
         spec = replace(spec, root=Path(root))
+    if spec.evaluation_only:
+        raise StudyError(f"{spec.name} is an evaluation-only collection: it is never trained on; pass it as "
+                         "external_data (or load it with helpers.data.load_evaluation_set)")
     kw = dict(sample_rate=sample_rate, buffer_seconds=buffer_seconds, image_size=image_size, strict=strict,
               use_cache=use_cache, progress=progress)
     audio = load_modality(spec, "audio", **kw)
@@ -398,6 +417,50 @@ def load_dataset(spec: str | Path | DatasetSpec = "animals", root: str | Path | 
                     f"or remove the class from the dataset YAML ({spec.name})")
     return PairedDataset(spec, audio, image, {k: v for k, v in kw.items() if k in
                                               ("sample_rate", "buffer_seconds", "image_size")})
+
+
+@dataclass
+class EvaluationSet:
+    """An independent collection, evaluated apart: per modality it has, the items of the study's classes.
+
+    `modalities[m].y` indexes the *study's* classes; items of other classes are left out and named in
+    `unknown` (modality -> {class: count}), so nothing is dropped silently.
+    """
+    name: str
+    modalities: dict[str, Modality]
+    unknown: dict[str, dict[str, int]]
+
+    def summary(self) -> dict:
+        return {"name": self.name, "unknown_classes": self.unknown,
+                **{m: {c: n for c, n in mod.counts().items() if n} for m, mod in self.modalities.items()},
+                "failures": [f for mod in self.modalities.values() for f in mod.failures]}
+
+
+def load_evaluation_set(spec: str | Path | DatasetSpec, study_classes: list[str], *, sample_rate: int,
+                        image_size: int, buffer_seconds: float = 4.0, progress: bool = True) -> EvaluationSet:
+    """Every modality of `spec` that has files, relabelled to the study's classes (no split is made)."""
+    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+    shared = [c for c in spec.classes if c in study_classes]
+    if not shared:
+        raise StudyError(f"external data {spec.name}: none of its classes {spec.classes} is a study class "
+                         f"{study_classes}; map its folders to the study's class names in its YAML")
+    modalities, unknown = {}, {}
+    for modality, folder in (("audio", spec.audio_dir), ("image", spec.image_dir)):
+        if not folder:
+            continue
+        mod = load_modality(spec, modality, sample_rate=sample_rate, buffer_seconds=buffer_seconds,
+                            image_size=image_size, progress=progress)
+        to_study = np.array([study_classes.index(c) if c in study_classes else -1 for c in spec.classes])
+        y = to_study[mod.y]
+        keep = np.flatnonzero(y >= 0)
+        unknown[modality] = {c: n for c, n in mod.counts().items() if n and c not in study_classes}
+        if len(keep):
+            modalities[modality] = Modality(modality, mod.X[torch.as_tensor(keep)], y[keep],
+                                            [mod.paths[k] for k in keep], mod.meta.iloc[keep].reset_index(drop=True),
+                                            list(study_classes), mod.failures, mod.sample_rate)
+    if not modalities:
+        raise StudyError(f"external data {spec.name}: no file of a study class could be used")
+    return EvaluationSet(spec.name, modalities, unknown)
 
 
 # --------------------------------------------------------------------------- tensors for the models

@@ -227,6 +227,15 @@ def fuse_proba(*probas) -> np.ndarray:
 
 # ---- statistics over seeds and test items ---------------------------------------------------
 
+def chance_levels(y_true) -> dict:
+    """What guessing scores on this evaluated set: uniform over the classes present, and always the majority."""
+    y = np.asarray(y_true)
+    if len(y) == 0:
+        return {"chance_uniform": float("nan"), "chance_majority": float("nan")}
+    counts = np.unique(y, return_counts=True)[1]
+    return {"chance_uniform": float(1 / len(counts)), "chance_majority": float(counts.max() / len(y))}
+
+
 def _values(values, name: str) -> np.ndarray:
     v = _array(values, name, 1).astype(np.float64)
     if not np.all(np.isfinite(v)):

@@ -20,9 +20,10 @@ from . import evaluation as ev
 from . import shortcuts
 from . import schema
 from .config import StudyError, cache_dir
-from .data import PairedDataset, audio_windows, images_float, load_dataset, load_spec
+from .data import (EvaluationSet, Modality, PairedDataset, audio_windows, images_float, load_dataset,
+                   load_evaluation_set)
 from .models import Classifier, ImageNetFeatures, make_encoder, standardize
-from .splits import Split, fixed_test_pairs, inject_label_noise, make_split, pair_by_class
+from .splits import Split, fixed_test_pairs, inject_label_noise, make_split, test_split, pair_by_class
 from .training import History, fit, predict, resolve_device, seed_everything
 
 MODALITIES = ("audio", "image")
@@ -49,7 +50,7 @@ class Study:
     noise_achieved: dict[str, float]
     test_pairs: np.ndarray                  # image index paired with each audio test index
     generator: torch.Generator
-    external: PairedDataset | None = None
+    external: EvaluationSet | None = None       # independent data, evaluated apart (never trained on)
     timings: dict = field(default_factory=dict)
     _test_sets: dict = field(default_factory=dict, repr=False)   # memo of test_sets(), per modality
     not_testable: dict = field(default_factory=dict)  # modality -> counterfactuals the preprocessing undoes
@@ -87,13 +88,13 @@ class Study:
             X = shortcuts.normalize_loudness(X)
         return X
 
-    def audio(self, idx, train: bool = False, source: PairedDataset | None = None) -> torch.Tensor:
-        buffers = (source or self.data).audio.X[torch.as_tensor(idx)]
+    def audio(self, idx, train: bool = False, source: Modality | None = None) -> torch.Tensor:
+        buffers = (source or self.data.audio).X[torch.as_tensor(idx)]
         gen = self.generator if train and self.params["random_crop"] else None
         return self.audio_ready(audio_windows(buffers, self.clip_samples, gen))
 
-    def image(self, idx, train: bool = False, source: PairedDataset | None = None) -> torch.Tensor:
-        X = images_float((source or self.data).image.X[torch.as_tensor(idx)])
+    def image(self, idx, train: bool = False, source: Modality | None = None) -> torch.Tensor:
+        X = images_float((source or self.data.image).X[torch.as_tensor(idx)])
         if train and self.params["augment"]:
             X = shortcuts.augment_images(X, self.generator)
         return X
@@ -126,12 +127,11 @@ class Study:
             sets = {"test": (images_float(raw), y)}
             for name, fn in shortcuts.IMAGE_COUNTERFACTUALS.items():
                 sets[name] = (images_float(fn(raw)), y)
-        if self.external is not None:
-            ext = getattr(self.external, modality)
-            known = np.flatnonzero(ext.y >= 0)
-            if len(known):
-                X = self.audio(known, source=self.external) if modality == "audio" else self.image(known, source=self.external)
-                sets["external"] = (X, ext.y[known])
+        if self.external is not None and modality in self.external.modalities:
+            ext = self.external.modalities[modality]
+            every = np.arange(len(ext))
+            X = self.audio(every, source=ext) if modality == "audio" else self.image(every, source=ext)
+            sets["external"] = (X, ext.y)
         return sets
 
 
@@ -171,19 +171,10 @@ def prepare_study(params: dict | None = None, notebook: str = "02_baselines") ->
                  split["image"].test[test_pairs], generator, external, {"load_data_s": round(load_seconds, 3)})
 
 
-def _load_external(p: dict, data: PairedDataset) -> PairedDataset:
-    """Another paired collection (its own YAML) on the classes it shares with the study; others get -1."""
-    spec = load_spec(p["external_data"])
-    shared = [c for c in spec.classes if c in data.classes]
-    if not shared:
-        raise StudyError(f"external_data {p['external_data']}: none of its classes {spec.classes} is a study class "
-                         f"{data.classes}")
-    ext = load_dataset(spec, sample_rate=p["sample_rate"], image_size=p["image_size"], progress=p["progress"])
-    for m in MODALITIES:
-        mod = getattr(ext, m)
-        mod.y = np.array([data.classes.index(spec.classes[k]) if spec.classes[k] in data.classes else -1
-                          for k in mod.y], dtype=np.int64)
-    return ext
+def _load_external(p: dict, data: PairedDataset) -> EvaluationSet:
+    """The independent collection named by external_data, on the classes it shares with the study."""
+    return load_evaluation_set(p["external_data"], data.classes, sample_rate=p["sample_rate"],
+                               image_size=p["image_size"], progress=p["progress"])
 
 
 # --------------------------------------------------------------------------- training
@@ -296,10 +287,10 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
     def add(view, test_set, y_true, proba):
         m = ev.classification_metrics(y_true, proba.argmax(1), study.num_classes)
         rows.append({"method": method, "protocol": protocol, "view": view, "test_set": test_set,
-                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]})
-        if test_set == "test":
-            details[f"{method}/{protocol}/{view}"] = {"per_class_recall": m["per_class_recall"],
-                                                     "confusion": m["confusion"]}
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"], **ev.chance_levels(y_true)})
+        if test_set in ("test", "external"):
+            key = f"{method}/{protocol}/{view}" + ("/external" if test_set == "external" else "")
+            details[key] = {"per_class_recall": m["per_class_recall"], "confusion": m["confusion"]}
 
     for modality, sets in probas.items():
         for test_set, proba in sets.items():
@@ -316,7 +307,7 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
             pi = probas["image"].get(test_set, probas["image"]["test"])
             add("fused", test_set, y_pair, ev.fuse_proba(pa[a_pos], pi[i_pos]))
         for test_set in probas["image"]:
-            if test_set not in probas["audio"]:
+            if test_set not in probas["audio"] and test_set != "external":   # external items are not paired
                 add("fused", test_set, y_pair, ev.fuse_proba(probas["audio"]["test"][a_pos], probas["image"][test_set][i_pos]))
     return rows, details
 
@@ -384,9 +375,11 @@ def evaluate_cross_modal(study: Study, method: str, Z: dict) -> list[dict]:
     for view, (zq, yq, zg, yg) in {"audio->image": (za, ya, zi, yi), "image->audio": (zi, yi, za, ya)}.items():
         r = ev.retrieval_metrics(zq, yq, zg, yg)
         zs = ev.zero_shot_centroid(zq, yq, zg, yg, study.num_classes)
-        rows.append({"method": method, "protocol": "retrieval", "view": view, "test_set": "test", **r, "n": len(yq)})
+        chance = ev.chance_levels(yq)
+        rows.append({"method": method, "protocol": "retrieval", "view": view, "test_set": "test", **r, "n": len(yq),
+                     **chance})
         rows.append({"method": method, "protocol": "zero_shot", "view": view, "test_set": "test",
-                     "accuracy": zs["accuracy"], "macro_f1": zs["macro_f1"], "n": len(yq)})
+                     "accuracy": zs["accuracy"], "macro_f1": zs["macro_f1"], "n": len(yq), **chance})
     return rows
 
 
@@ -435,25 +428,34 @@ def imagenet_features(study: Study) -> dict:
     raw = study.data.image.X[torch.as_tensor(s.test)]
     for name, fn in shortcuts.IMAGE_COUNTERFACTUALS.items():
         test_sets[name] = (_cached_features(extractor, fn(raw)), study.data.image.y[s.test])
-    if study.external is not None:
-        known = np.flatnonzero(study.external.image.y >= 0)
-        if len(known):
-            test_sets["external"] = (_cached_features(extractor, study.external.image.X[torch.as_tensor(known)]),
-                                     study.external.image.y[known])
+    if study.external is not None and "image" in study.external.modalities:
+        ext = study.external.modalities["image"]
+        test_sets["external"] = (_cached_features(extractor, ext.X), ext.y)
     return {"train": Z_all[s.train], "val": Z_all[s.val], "test_sets": test_sets}
 
 
 # --------------------------------------------------------------------------- audits and the record
+def audit_split(y: np.ndarray, num_classes: int, seed: int, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified train/test split of all items drawn from the run seed, for the metadata audits only.
+
+    The audits ask how much of the data's labelling the file metadata alone predicts. On the study's fixed
+    test split, with the whole pool as training data (fraction 0.8), every seed would fit and score the same
+    audit, and an interval over seeds would be one measurement counted n times; a split per seed varies it.
+    """
+    return test_split(y, num_classes, test_fraction, 50_000 + seed)
+
+
 def nuisance_audits(study: Study) -> dict:
-    """Accuracy of classifiers that see only nuisance facts (sample rate, duration, border colour...)."""
+    """Accuracy of classifiers that see only nuisance facts (sample rate, duration, format, size, border
+    colour...), on a split of all items that changes with the seed (`audit_split`)."""
     out = {}
     for modality in MODALITIES:
-        mod, s = getattr(study.data, modality), study.split[modality]
+        mod = getattr(study.data, modality)
         feats = (shortcuts.audio_nuisance_features(mod.meta) if modality == "audio"
                  else shortcuts.image_nuisance_features(mod.meta, mod.X))
-        train = np.concatenate([s.train, s.val])
-        args = (feats.iloc[train].reset_index(drop=True), mod.y[train], feats.iloc[s.test].reset_index(drop=True),
-                mod.y[s.test])
+        train, test = audit_split(mod.y, study.num_classes, study.params["seed"])
+        args = (feats.iloc[train].reset_index(drop=True), mod.y[train], feats.iloc[test].reset_index(drop=True),
+                mod.y[test])
         out[modality] = {"all_features": shortcuts.nuisance_audit(*args, seed=study.params["seed"]),
                          "single_feature": shortcuts.single_feature_audit(*args, seed=study.params["seed"])
                          .reset_index(names="feature").to_dict("records")}
@@ -467,5 +469,6 @@ def make_record(study: Study, notebook: str, rows: list[dict], details: dict | N
         "split_sizes": {m: study.split[m].sizes() for m in MODALITIES},
         "num_test_pairs": len(study.test_pairs), "classes": study.classes, "device": str(study.device),
         "results": rows, "details": details or {}, "timings": study.timings,
-        "counterfactuals_not_testable": study.not_testable, **extra,
+        "counterfactuals_not_testable": study.not_testable,
+        "external": study.external.summary() if study.external is not None else None, **extra,
     }

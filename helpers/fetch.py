@@ -27,6 +27,8 @@ from helpers.config import StudyError
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 SHIPPED_MANIFESTS = {name: MANIFEST_DIR / f"{name}.csv" for name in ("animal-sounds", "animal-images")}
+# The independent evaluation data (params/datasets/external.yaml): folder -> manifest.
+EXTERNAL_MANIFESTS = {name: MANIFEST_DIR / f"external-{name}.csv" for name in ("sounds", "images")}
 COLUMNS = ("path", "class", "source_repo", "commit", "source_path", "git_blob_sha1")
 
 ATTEMPTS = 3          # one try plus a couple of retries per file

@@ -401,13 +401,22 @@ def _audio_vs_audit(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
             + f". Clearly above it (intervals apart): {', '.join(above['method']) or 'none'}."]
 
 
+def _chance_sentence(t: pd.DataFrame) -> str:
+    """Chance on the evaluated sets, from the records (uniform over the classes present; the majority share)."""
+    if "chance_majority" not in t or t["chance_majority"].isna().all():
+        return ""
+    c = t.dropna(subset=["chance_majority"]).groupby("view")[["chance_uniform", "chance_majority"]].max()
+    return " Chance on the evaluated test items, uniform / majority class: " + "; ".join(
+        f"{v} {r['chance_uniform']:.3f} / {r['chance_majority']:.3f}" for v, r in c.iterrows()) + "."
+
+
 def _translation_section(t: pd.DataFrame) -> list[str]:
     """Notebook 06: judges on real and translated test items, retrieval from translations, and filling a
     missing modality with its translation, at every training fraction; mean [95% t interval] (seeds)."""
     lines = ["## Translation (notebook 06)", "",
              "`judge`: classifiers trained on real data of the target modality (`real`: on real test items; "
              "`translator` and `mvae_cross`: on translated ones; `griffin_lim`: the translated mel turned into a "
-             "waveform and back). Chance is 0.1.", ""]
+             "waveform and back)." + _chance_sentence(t), ""]
     judge = t[t["protocol"] == "judge"]
     if not judge.empty:
         s = summarise(judge, by=["method", "view", "test_set", "fraction"], metric="accuracy")

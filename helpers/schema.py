@@ -173,7 +173,8 @@ PARAMS: dict[str, Param] = {
                               0.0, 1.0, high_open=True, kind=SCIENTIFIC),
     # where things are; no number depends on these
     "dataset": _text("animals", "a YAML in params/datasets/ or a path to one"),
-    "external_data": _text("", "a dataset YAML of other recordings/photos, evaluated apart; empty: none"),
+    "external_data": _text("external", "a dataset YAML of independent recordings/photos, evaluated apart (never "
+                           "trained on); empty: none"),
     "device": _choice("auto", "auto: CUDA, else Apple MPS, else the CPU", DEVICES, SETTING),
     "progress": _bool(True, "show progress bars", SETTING),
     "profile": _choice("quick", "grid profile to analyse", PROFILES, SETTING),

@@ -49,7 +49,7 @@ from torch import nn
 from . import evaluation as ev
 from . import schema
 from .config import StudyError
-from .experiments import (EpochPairs, Study, make_record, prepare_study, reference_errors, train_classifier,
+from .experiments import (EpochPairs, Study, evaluate_probas, make_record, prepare_study, reference_errors, train_classifier,
                           val_pairs)
 from .models import AudioMelCNN, Classifier, ImageDecoder, LogMel, MelDecoder, make_encoder, standardize
 from .pretraining import PairedVAE, run_generative
@@ -387,7 +387,7 @@ def translate_test(study: Study, translators: dict, data: dict) -> dict:
 def _row(method, protocol, view, test_set, y_true, proba, num_classes, **extra):
     m = ev.classification_metrics(y_true, proba.argmax(1), num_classes)
     return {"method": method, "protocol": protocol, "view": view, "test_set": test_set, "accuracy": m["accuracy"],
-            "macro_f1": m["macro_f1"], "n": m["n"], **extra}, m
+            "macro_f1": m["macro_f1"], "n": m["n"], **ev.chance_levels(y_true), **extra}, m
 
 
 def evaluate_translations(study: Study, judges: dict, translators: dict, inverter: MelInverter | None = None,
@@ -516,6 +516,10 @@ def run_translation(params: dict | None = None, run_dir: Path | None = None) -> 
     result = evaluate_translations(study, judges, translators, inverter)
     rows, details = result["rows"], result["details"]
     rows += fill_missing_rows(study, result)
+    if study.external is not None:   # the judges are classifiers of real data: do they know the animal elsewhere?
+        r, d = evaluate_probas(study, "judge", "supervised", judges)
+        rows += [row for row in r if row["test_set"] == "external"]
+        details |= {k: v for k, v in d.items() if k.endswith("/external")}
     study.timings["evaluate_s"] = round(time.perf_counter() - t0, 2)
 
     # fill-missing at the other training fractions: judges and the dedicated translator trained again
@@ -523,7 +527,7 @@ def run_translation(params: dict | None = None, run_dir: Path | None = None) -> 
     for fraction in fractions:
         if math.isclose(fraction, p["fraction"]):
             continue
-        sub = prepare_study({**p, "fraction": fraction}, "06_translation")
+        sub = prepare_study({**p, "fraction": fraction, "external_data": ""}, "06_translation")
         sub_judges, _ = train_judges(sub)
         sub_translators = {"translator": {
             d: train_translator(sub, d, source_classifier=sub_judges[_direction(d)[0]]

@@ -228,12 +228,15 @@ def cross_modal_embedders(model: nn.Module) -> dict:
 
 # --------------------------------------------------------------------------- the notebook core
 def _embed_parts(study: Study, modality: str, fn) -> dict:
-    """Frozen embeddings of train, val and the plain test split (what the probes, maps and clusters need)."""
+    """Frozen embeddings of train, val, the plain test split and the external data if any (what the probes,
+    maps and clusters need)."""
     s = study.split[modality]
+    sets = {"test": (study.inputs(modality, s.test), getattr(study.data, modality).y[s.test])}
+    if "external" in study.test_sets(modality):
+        sets["external"] = study.test_sets(modality)["external"]
     return {"train": predict(fn, study.inputs(modality, s.train), study.device).numpy(),
             "val": predict(fn, study.inputs(modality, s.val), study.device).numpy(),
-            "test_sets": {"test": (predict(fn, study.inputs(modality, s.test), study.device).numpy(),
-                                   getattr(study.data, modality).y[s.test])}}
+            "test_sets": {n: (predict(fn, X, study.device).numpy(), y) for n, (X, y) in sets.items()}}
 
 
 def run_visualization(params: dict | None = None, results_dir=None) -> tuple[dict, dict]:
@@ -263,7 +266,8 @@ def run_visualization(params: dict | None = None, results_dir=None) -> tuple[dic
             from .experiments import imagenet_features
             feats = imagenet_features(study)
             Z[method] = {"image": {"train": feats["train"], "val": feats["val"],
-                                   "test_sets": {"test": feats["test_sets"]["test"]}}}
+                                   "test_sets": {k: v for k, v in feats["test_sets"].items()
+                                                 if k in ("test", "external")}}}
             sources[method] = {"source": "frozen ImageNet weights (efficientnet_lite0)"}
         else:
             found = load_cross_modal(study, method, results_dir) if p["reuse"] else None

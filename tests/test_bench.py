@@ -68,10 +68,10 @@ def test_pipeline_and_runs(report):
     assert p["project"]["samples"] == p["plain"]["samples"] > 0  # the same run both ways
     assert p["plain"]["odd_rate_files"] == 0  # the synthetic clips are at ordinary rates
     r = report["runs"]
-    assert set(r) == {"sweep_overhead", "pretraining", "notebooks", "quick_profile", "full_study_measured"}
+    assert set(r) == {"sweep_overhead", "pretraining", "quick_profile", "full_study_measured"}
     assert r["sweep_overhead"]["status"] == "ran" and r["sweep_overhead"]["per_point_overhead_s"] > 0
     assert r["quick_profile"]["available"] is False and "quick" in r["quick_profile"]["reason"]
-    assert r["pretraining"]["available"] is False and r["notebooks"] == []
+    assert r["pretraining"]["available"] is False
     assert "available" in r["full_study_measured"]
 
 
@@ -181,15 +181,16 @@ def test_pretraining_wrapper_reads_the_record(monkeypatch):
 
     monkeypatch.setattr(pretraining, "run_contrastive", fake)
     out = bench.bench_pretraining("animals")
-    assert calls == [{"dataset": "animals", "fraction": 0.8, "objective": "contrastive", "progress": False}]
+    assert calls == [{"dataset": "animals", "fraction": 0.8, "objective": "contrastive", "progress": False,
+                     "external_data": ""}]
     assert out["available"] is True and out["seconds"] >= 0 and out["epochs"] == 6
     assert out["breakdown_s"] == {"pretrain_s": 1.5, "load_data_s": 0.1}
     monkeypatch.setattr(pretraining, "run_contrastive", lambda params: 1 / 0)
     assert bench.bench_pretraining("animals")["error"].startswith("ZeroDivisionError")
 
 
-def test_notebooks_and_quick_profile(tmp_path, monkeypatch):
-    """The full-mode run sections on a trivial notebook: its default run and a quick grid."""
+def test_quick_profile_of_the_grids(tmp_path, monkeypatch):
+    """The full-mode grid section on a trivial notebook: a grid that runs, one that cannot be read, none."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -205,10 +206,7 @@ def test_notebooks_and_quick_profile(tmp_path, monkeypatch):
     grid = tmp_path / "tiny.yaml"
     grid.write_text("notebook: tiny.ipynb\nprofiles:\n  quick: {params: {fraction: [0.2, 0.5], epochs: 1}}\n")
     (tmp_path / "broken.yaml").write_text("notebook: missing.ipynb\n")
-    monkeypatch.setattr(bench, "_notebooks", lambda: [notebook])
     monkeypatch.setattr(bench, "_grids", lambda: [tmp_path / "broken.yaml", grid])
-    rows = bench.bench_notebooks("animals", tmp_path / "nb")
-    assert rows[0]["notebook"] == "tiny.ipynb" and rows[0]["status"] == "ran" and rows[0]["seconds"] > 0
     quick = bench.bench_grids(tmp_path / "sweeps")
     broken, tiny = quick["grids"]
     assert broken["status"] == "skipped" and broken["reason"]

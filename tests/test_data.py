@@ -1,4 +1,4 @@
-"""The data layer (issue 2): the real data decodes completely; the cache is keyed, checked and rebuilt;
+"""The data layer: the real data decodes completely; the cache is keyed, checked and rebuilt;
 folders map to classes through the dataset YAML, and layout mistakes fail at load time with a StudyError."""
 import json
 import shutil

@@ -19,16 +19,16 @@ from helpers.synthetic import make_synthetic
 from helpers.training import predict, seed_everything
 
 # synthetic_study (conftest): 4 classes x 10 clips / 10 images; train 7, val 1, test 2 per class and modality
-SMALL = dict(fraction=0.8, image_size=32, sample_rate=8000, clip_seconds=0.5, noise=0.3, progress=False)
+SMALL = dict(fraction=0.8, external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, noise=0.3, progress=False)
 K = 4                       # classes of every synthetic set here
 CHANCE = 1 / K
-LEARN_CLIPS = 40            # per class, for the learning tests: test 8, val 4, train 20 per class and modality
-LEARN = dict(fraction=0.8, image_size=32, sample_rate=8000, clip_seconds=0.5, progress=False, batch_size=16)
+LEARN_CLIPS = 40            # per class, for the learning tests: test 8, val 5, train 27 per class and modality
+LEARN = dict(fraction=0.8, external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, progress=False, batch_size=16)
 # Measured on this set (seeds 0-2, before these thresholds were set): supervised test accuracy image 0.69-0.72
 # (12 epochs), audio_wave and audio_mel 1.0 (6 epochs); label-independent controls 0.06-0.31.
 EPOCHS = {"image": 12, "audio_wave": 6, "audio_mel": 6}
 LEARNS_AT_LEAST = {"image": 2 * CHANCE, "audio_wave": 3 * CHANCE, "audio_mel": 3 * CHANCE}
-CONTROL_BELOW = CHANCE + 0.15
+CONTROL_BELOW = 2 * CHANCE     # what counts as learning for the weakest encoder; controls measured <= 0.31
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -373,7 +373,7 @@ def _supervised_test_accuracy(study, kind):
 @pytest.mark.parametrize("kind", ["image", "audio_wave", "audio_mel"])
 def test_each_encoder_learns_the_synthetic_task(learn_study, kind):
     study = _fresh(learn_study)
-    assert study.split[_modality(kind)].sizes() == {"train": 80, "val": 16, "test": 32}
+    assert study.split[_modality(kind)].sizes() == {"train": 108, "val": 20, "test": 32}
     acc = _supervised_test_accuracy(study, kind)
     assert acc >= LEARNS_AT_LEAST[kind], f"{kind}: test accuracy {acc:.3f}, chance {CHANCE}"
 

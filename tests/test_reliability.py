@@ -1,4 +1,4 @@
-"""Reliability (issue 8): bad inputs, made here in tmp_path (nothing downloaded) and laid out as the class
+"""Reliability: bad inputs, made here in tmp_path (nothing downloaded) and laid out as the class
 folders of a dataset YAML, go through `load_dataset`, the same path as the real data. Each is decoded
 correctly or skipped with a DataWarning naming the file and the reason; no good file is lost; only
 StudyError or DataWarning ever reach the user. Also: parameter validation and run determinism."""
@@ -345,7 +345,7 @@ def test_study_params_accepts_good_values():
 RUN = r"""
 import json, sys
 from helpers.baselines import run_baselines
-record, _ = run_baselines({"dataset": sys.argv[1], "image_size": 32, "sample_rate": 8000, "clip_seconds": 0.5,
+record, _ = run_baselines({"dataset": sys.argv[1], "external_data": "", "fraction": 0.8, "image_size": 32, "sample_rate": 8000, "clip_seconds": 0.5,
                            "epochs": 1, "batch_size": 8, "device": "cpu", "progress": False})
 print("RESULTS=" + json.dumps(record["results"], sort_keys=True))
 print("SPLITS=" + json.dumps(record["split_sizes"], sort_keys=True))

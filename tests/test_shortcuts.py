@@ -290,3 +290,22 @@ def test_every_reported_counterfactual_changes_the_preprocessed_input(real_root,
     wide = prepare_study({"progress": False, "sample_rate": 16000, "normalize_loudness": False})
     wide.test_sets("audio")
     assert "bandlimit_4k" not in wide.not_testable.get("audio", [])   # below Nyquist at 16 kHz: testable
+
+
+def test_audit_split_changes_with_the_seed_and_stays_stratified():
+    from helpers.experiments import audit_split
+    y = np.repeat(np.arange(4), [10, 20, 5, 15])
+    splits = [audit_split(y, 4, seed) for seed in (0, 1)]
+    for train, test in splits:
+        assert sorted(np.concatenate([train, test])) == list(range(len(y)))          # disjoint, complete
+        assert np.bincount(y[test], minlength=4).tolist() == [2, 4, 1, 3]             # 20% of each class
+    assert not np.array_equal(splits[0][1], splits[1][1])
+
+
+def test_metadata_audits_vary_between_seeds_at_the_full_fraction(real_root, real_cache):
+    """At fraction 0.8 every seed's training pool is the whole pool: only a per-seed audit split can vary."""
+    from helpers.experiments import nuisance_audits, prepare_study
+    scores = [nuisance_audits(prepare_study({"progress": False, "fraction": 0.8, "seed": seed, "external_data": ""}))
+              for seed in (0, 1)]
+    for modality in ("audio", "image"):
+        assert scores[0][modality]["all_features"] != scores[1][modality]["all_features"], modality

@@ -208,7 +208,7 @@ def test_prepare_study_splits_noise_and_test_pairs(synthetic_yaml):
     clean test labels."""
     from helpers.experiments import prepare_study
 
-    base = {"dataset": str(synthetic_yaml), "image_size": 16, "sample_rate": 8000, "device": "cpu",
+    base = {"dataset": str(synthetic_yaml), "external_data": "", "image_size": 16, "sample_rate": 8000, "device": "cpu",
             "progress": False}
     ref = prepare_study({**base, "fraction": 0.8, "seed": 0})
     for fraction, seed, noise in ((0.5, 1, 0.2), (0.2, 2, 0.1)):

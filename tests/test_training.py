@@ -12,7 +12,7 @@ from helpers.config import StudyError
 from helpers.experiments import EpochPairs, pair_sampler, train_classifier
 from helpers.training import fit
 
-SMALL = dict(fraction=0.8, image_size=32, sample_rate=8000, clip_seconds=0.5, noise=0.3, progress=False)
+SMALL = dict(fraction=0.8, external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, noise=0.3, progress=False)
 
 
 def _problem(n: int):

@@ -11,7 +11,7 @@ from helpers import translation as tr
 from helpers.config import StudyError
 from helpers.models import Classifier, LogMel, make_encoder
 
-SMALL = dict(image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=1, progress=False)
+SMALL = dict(external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=1, progress=False)
 NOTEBOOK = "06_translation"
 
 

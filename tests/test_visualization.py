@@ -12,7 +12,7 @@ from helpers.config import StudyError
 from helpers.models import make_encoder
 
 matplotlib.use("Agg")
-SMALL = dict(image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=1, progress=False)
+SMALL = dict(external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=1, progress=False)
 
 
 def blobs(num_classes=4, per_class=12, dim=6, spread=0.01, seed=0):

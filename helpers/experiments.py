@@ -49,11 +49,15 @@ class Study:
     y_train: dict[str, np.ndarray]          # per modality, labels for all items, noisy on train+val
     noise_achieved: dict[str, float]
     test_pairs: np.ndarray                  # image index paired with each audio test index
-    generator: torch.Generator
+    generator: torch.Generator              # batch order
     external: EvaluationSet | None = None       # independent data, evaluated apart (never trained on)
     timings: dict = field(default_factory=dict)
     _test_sets: dict = field(default_factory=dict, repr=False)   # memo of test_sets(), per modality
     not_testable: dict = field(default_factory=dict)  # modality -> counterfactuals the preprocessing undoes
+    predictions: dict = field(default_factory=dict)   # "method/protocol/view/test_set" -> predicted class per item
+    # One stream per modality for training-time crops and augmentation, so that changing one modality's
+    # preprocessing (an image-only mitigation) leaves the other modality's random draws as they were.
+    augment_generators: dict[str, torch.Generator] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -73,6 +77,14 @@ class Study:
         of the audio test split): what indexes per-item test outputs, e.g. probabilities, by pair."""
         return np.searchsorted(self.split["image"].test, self.test_pairs)
 
+    def reset_streams(self) -> None:
+        """Restart the batch-order and augmentation streams from the seed: each model trained on this study
+        then sees the same batches and crops whatever was trained before it (or whether it was at all)."""
+        seed = self.params["seed"]
+        self.generator.manual_seed(seed)
+        for k, m in enumerate(MODALITIES):
+            self.augment_generators[m].manual_seed(seed * 2 + k)
+
     def labels(self, modality: str, part: str, noisy: bool = True) -> np.ndarray:
         """Labels of a split part; noisy ones for training parts unless noisy=False."""
         idx = getattr(self.split[modality], part)
@@ -90,13 +102,16 @@ class Study:
 
     def audio(self, idx, train: bool = False, source: Modality | None = None) -> torch.Tensor:
         buffers = (source or self.data.audio).X[torch.as_tensor(idx)]
-        gen = self.generator if train and self.params["random_crop"] else None
-        return self.audio_ready(audio_windows(buffers, self.clip_samples, gen))
+        gen = self.augment_generators["audio"] if train and self.params["random_crop"] else None
+        X = audio_windows(buffers, self.clip_samples, gen)
+        if train and self.params["audio_augment"]:
+            X = shortcuts.augment_audio(X, self.params["sample_rate"], self.augment_generators["audio"])
+        return self.audio_ready(X)
 
     def image(self, idx, train: bool = False, source: Modality | None = None) -> torch.Tensor:
         X = images_float((source or self.data.image).X[torch.as_tensor(idx)])
         if train and self.params["augment"]:
-            X = shortcuts.augment_images(X, self.generator)
+            X = shortcuts.augment_images(X, self.augment_generators["image"])
         return X
 
     def inputs(self, modality: str, idx, train: bool = False) -> torch.Tensor:
@@ -167,8 +182,11 @@ def prepare_study(params: dict | None = None, notebook: str = "02_baselines") ->
     test_pairs = fixed_test_pairs(data.audio.y[split["audio"].test], data.image.y[split["image"].test],
                                   spec.split_seed)
     external = _load_external(p, data) if p["external_data"] else None
-    return Study(p, data, resolve_device(p["device"]), split, y_train, achieved,
-                 split["image"].test[test_pairs], generator, external, {"load_data_s": round(load_seconds, 3)})
+    study = Study(p, data, resolve_device(p["device"]), split, y_train, achieved,
+                 split["image"].test[test_pairs], generator, external, {"load_data_s": round(load_seconds, 3)},
+                 augment_generators={m: torch.Generator() for m in MODALITIES})
+    study.reset_streams()
+    return study
 
 
 def _load_external(p: dict, data: PairedDataset) -> EvaluationSet:
@@ -256,6 +274,7 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     p = study.params
     modality = "image" if kind == "image" or kind.endswith(":image") else "audio"
     seed_everything(p["seed"])
+    study.reset_streams()   # its batches and crops do not depend on what this study trained before
     encoder = encoder if encoder is not None else make_encoder(kind, p["embed_dim"], p["sample_rate"])
     model = Classifier(encoder, study.num_classes).to(study.device)
     train_idx = study.split[modality].train
@@ -285,9 +304,11 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
     rows, details = [], {}
 
     def add(view, test_set, y_true, proba):
-        m = ev.classification_metrics(y_true, proba.argmax(1), study.num_classes)
+        pred = proba.argmax(1)
+        m = ev.classification_metrics(y_true, pred, study.num_classes)
         rows.append({"method": method, "protocol": protocol, "view": view, "test_set": test_set,
                      "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"], **ev.chance_levels(y_true)})
+        study.predictions[f"{method}/{protocol}/{view}/{test_set}"] = pred.tolist()   # for item-level tests
         if test_set in ("test", "external"):
             key = f"{method}/{protocol}/{view}" + ("/external" if test_set == "external" else "")
             details[key] = {"per_class_recall": m["per_class_recall"], "confusion": m["confusion"]}
@@ -296,19 +317,19 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
         for test_set, proba in sets.items():
             add(modality, test_set, labels[modality][test_set], proba)
     if set(probas) == set(MODALITIES):
-        # positions of each pair's clip and image inside the modality test sets
+        # A pair is a test clip and the image test_pairs gives it: the fused view is scored on the clips' items
+        # (and class mix), so the image model is also scored on the same pairs ("image_on_pairs") to compare
+        # fused with image on equal footing. The audio view already is the pairs' clips.
         a_pos = np.arange(len(study.split["audio"].test))
         i_pos = study.test_pair_positions
         y_pair = labels["audio"]["test"][a_pos]
-        for test_set in probas["audio"]:
-            if test_set == "external":
-                continue
+        names = [n for n in dict.fromkeys([*probas["audio"], *probas["image"]]) if n != "external"]
+        for test_set in names:   # a counterfactual of one modality is fused with the other's plain test items
             pa = probas["audio"].get(test_set, probas["audio"]["test"])
             pi = probas["image"].get(test_set, probas["image"]["test"])
             add("fused", test_set, y_pair, ev.fuse_proba(pa[a_pos], pi[i_pos]))
-        for test_set in probas["image"]:
-            if test_set not in probas["audio"] and test_set != "external":   # external items are not paired
-                add("fused", test_set, y_pair, ev.fuse_proba(probas["audio"]["test"][a_pos], probas["image"][test_set][i_pos]))
+            if test_set in probas["image"]:
+                add("image_on_pairs", test_set, y_pair, pi[i_pos])
     return rows, details
 
 
@@ -470,5 +491,9 @@ def make_record(study: Study, notebook: str, rows: list[dict], details: dict | N
         "num_test_pairs": len(study.test_pairs), "classes": study.classes, "device": str(study.device),
         "results": rows, "details": details or {}, "timings": study.timings,
         "counterfactuals_not_testable": study.not_testable,
-        "external": study.external.summary() if study.external is not None else None, **extra,
+        "external": study.external.summary() if study.external is not None else None,
+        # per-item predictions (study.predictions) in the order of these items, for paired item-level tests
+        "test_items": {"audio": study.split["audio"].test, "image": study.split["image"].test,
+                       "image_on_pairs": study.test_pairs},
+        "predictions": study.predictions, **extra,
     }

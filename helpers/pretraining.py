@@ -159,6 +159,7 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
     p = study.params
     method, drop = method_name(p), drop_rate_used(p)
     seed_everything(p["seed"])
+    study.reset_streams()
     model = ContrastiveModel(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["proj_dim"], p["simclr"])
     model.to(study.device)
     pairs = EpochPairs(study, np.random.default_rng(40_000 + p["seed"]))
@@ -372,6 +373,7 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     p = study.params
     method, shared = method_name(p), p["objective"] == "mvae"
     seed_everything(p["seed"])
+    study.reset_streams()
     model = PairedVAE(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["latent_dim"], p["image_size"],
                       study.clip_samples, shared, p["decoder_width"]).to(study.device)
     weights = _recon_weights(model, study)

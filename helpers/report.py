@@ -256,7 +256,12 @@ def _findings(d: pd.DataFrame, cond: dict) -> list[str]:
     pairs = []
     fused, image = best_of("fused"), best_of("image")
     if fused and image:
-        pairs.append(("fusion vs the best image-only model", fused, image))
+        # on the same items: fused is scored on the clip-indexed test pairs, image on the image test split
+        on_pairs = {**image, "view": "image_on_pairs"}
+        if ((d["method"] == image["method"]) & (d["view"] == "image_on_pairs")).any():
+            pairs.append(("fusion vs the best image-only model, both on the test pairs", fused, on_pairs))
+        else:
+            pairs.append(("fusion vs the best image-only model (not the same test items)", fused, image))
     mm = best_of("image", SMALL_MULTIMODAL)
     if mm and (head["method"] == "imagenet").any():
         pairs.append(("best small multimodal model vs ImageNet EfficientNet-Lite0 (image view)", mm,

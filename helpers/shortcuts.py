@@ -266,6 +266,31 @@ def normalize_loudness(X, target_rms=0.1, floor_rms=1e-4):
     return (X * (target_rms / rms)).to(X.dtype)
 
 
+def augment_audio(X, sample_rate, generator=None, p_band=0.5, min_cutoff_hz=1500.0, p_noise=0.5,
+                  snr_db=(10.0, 30.0)):
+    """Training mitigation: vary the recording chain so that it cannot name the source.
+
+    Each clip is, with probability p_band, low-passed at a cutoff drawn uniformly between min_cutoff_hz
+    and the Nyquist frequency (FFT brick wall, as `band_limit`), and, with probability p_noise, given
+    white noise at an SNR drawn uniformly in snr_db. All randomness comes from `generator`.
+    """
+    _check_audio(X, sample_rate)
+    n, L = X.shape
+    nyquist = sample_rate / 2
+    u = torch.rand(n, 4, generator=generator)
+    cutoff = torch.where(u[:, 0] < p_band, min_cutoff_hz + u[:, 1] * (nyquist - min_cutoff_hz),
+                         torch.full((n,), nyquist + 1.0))
+    spec = torch.fft.rfft(X.float(), dim=1)
+    freqs = torch.fft.rfftfreq(L, d=1.0 / sample_rate)
+    spec = spec * (freqs[None, :] <= cutoff[:, None]).to(spec.device)
+    out = torch.fft.irfft(spec, n=L, dim=1)
+    snr = snr_db[0] + u[:, 2] * (snr_db[1] - snr_db[0])
+    noise = torch.randn(n, L, generator=generator)
+    scale = torch.sqrt(out.pow(2).mean(1) / noise.pow(2).mean(1).clamp_min(1e-12) * 10.0 ** (-snr / 10.0))
+    out = out + noise * (scale * (u[:, 3] < p_noise))[:, None]
+    return out.to(X.dtype)
+
+
 def augment_images(X, generator=None, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), flip_p=0.5,
                    jitter=0.2):
     """Random resized crop + horizontal flip + mild colour jitter, one batched op on float [0, 1].

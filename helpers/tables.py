@@ -33,14 +33,15 @@ BOOKKEEPING = ("run_dir", "device", "progress", "code_version", "written_at", "r
 METRICS = ("accuracy", "macro_f1", "recall_at_1", "recall_at_5", "mAP")
 ROW_KEYS = ("method", "protocol", "view", "test_set")
 PROTOCOL_ORDER = ("supervised", "linear_probe", "finetune", "knn", "zero_shot", "retrieval")
-VIEW_ORDER = ("audio", "image", "fused", "audio->image", "image->audio")
+VIEW_ORDER = ("audio", "image", "fused", "image_on_pairs", "audio->image", "image->audio")
 SMALL_MULTIMODAL = ("contrastive", "supcon", "mvae", "autoencoder")
 X_LABELS = {"noise": "label-noise rate", "fraction": "training fraction of the data",
             "n_train": "training items"}
 # Shortcut mitigations and their defaults (helpers.schema); params/mitigations_02.yaml switches each off in turn.
 MITIGATIONS = {name: schema.PARAMS[name].default for name in ("sample_rate", "normalize_loudness", "random_crop",
-                                                              "augment")}
-MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_crop": False, "augment": False}
+                                                              "augment", "audio_augment")}
+MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_crop": False, "augment": False,
+                  "audio_augment": False}
 # The audio counterfactual test sets: the names of helpers.shortcuts.AUDIO_COUNTERFACTUALS, repeated here
 # because shortcuts imports torch (a test checks they agree).
 AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",
@@ -446,6 +447,24 @@ def headline_table(record: dict, test_set: str = "test") -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- shortcuts and mitigations
 
+def _against_plain(results, external: bool) -> pd.DataFrame:
+    """Rows of the other test sets (the counterfactuals, or the external data) beside the same run's
+    plain-test accuracy: the identifying columns, test_set, plain, accuracy, drop (and n, chance levels)."""
+    df = pd.DataFrame(results.get("results") or []) if isinstance(results, dict) else results
+    columns = ["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]
+    if df.empty or "test_set" not in df or "accuracy" not in df:
+        return pd.DataFrame(columns=columns)
+    d = df[df["protocol"].isin(CLASSIFYING) & df["accuracy"].notna()]
+    ident = [c for c in d if c not in ("test_set", *METRICS, "n", "n_queries")
+             and not c.startswith(("noise_achieved_", "chance_"))]
+    plain = d[d["test_set"] == "test"][ident + ["accuracy"]].rename(columns={"accuracy": "plain"})
+    other = d[d["test_set"] == "external"] if external else d[~d["test_set"].isin(["test", "external"])]
+    extra = [c for c in ("n", "chance_uniform", "chance_majority") if c in d] if external else []
+    out = other[ident + ["test_set", "accuracy"] + extra].merge(plain, on=ident, how="inner")
+    out = out.assign(drop=out["accuracy"] - out["plain"])
+    return out[ident + ["test_set", "plain", "accuracy", "drop"] + extra].reset_index(drop=True)
+
+
 def counterfactual_drops(results) -> pd.DataFrame:
     """Per run: accuracy on each counterfactual test set minus accuracy on the plain test split (same
     method, protocol, view and run), for the protocols that classify (CLASSIFYING).
@@ -453,18 +472,14 @@ def counterfactual_drops(results) -> pd.DataFrame:
     results: a results_table, or one metrics record (its "results" rows). Columns: the columns that
     identify the run and the row (method, protocol, view, the parameters, ...), test_set, plain,
     accuracy, drop. The external test set is not a counterfactual and is left out."""
-    df = pd.DataFrame(results.get("results") or []) if isinstance(results, dict) else results
-    columns = ["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]
-    if df.empty or "test_set" not in df or "accuracy" not in df:
-        return pd.DataFrame(columns=columns)
-    d = df[df["protocol"].isin(CLASSIFYING) & df["accuracy"].notna()]
-    ident = [c for c in d if c not in ("test_set", *METRICS, "n", "n_queries")
-             and not c.startswith("noise_achieved_")]
-    plain = d[d["test_set"] == "test"][ident + ["accuracy"]].rename(columns={"accuracy": "plain"})
-    cf = d[~d["test_set"].isin(["test", "external"])][ident + ["test_set", "accuracy"]]
-    out = cf.merge(plain, on=ident, how="inner")
-    out = out.assign(drop=out["accuracy"] - out["plain"])
-    return out[ident + ["test_set", "plain", "accuracy", "drop"]].reset_index(drop=True)
+    return _against_plain(results, external=False)
+
+
+def external_drops(results) -> pd.DataFrame:
+    """Per run: accuracy on the independent external data (other recording and photo sources, only the
+    classes they share with the study) minus accuracy on the plain test split, with the external set's
+    size and chance levels (uniform over its classes; its majority class)."""
+    return _against_plain(results, external=True)
 
 
 def audit_tables(records) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -509,7 +524,7 @@ def mitigation_variants(df: pd.DataFrame) -> pd.DataFrame:
         # a column with gaps turns 16000 into 16000.0: name the value as the grid file writes it
         row = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in row.items()}
         off = [f"{k}={row[k]}" for k, v in MITIGATIONS.items() if row[k] != v]
-        if len(off) == len(MITIGATIONS) and all(row[k] == MITIGATION_OFF[k] for k in MITIGATIONS):
+        if all(row[k] == MITIGATION_OFF[k] for k in MITIGATIONS):
             return "none"
         return ", ".join(off) or "defaults"
     d["variant"] = [label(r) for r in d[list(MITIGATIONS)].to_dict("records")]
@@ -519,7 +534,7 @@ def mitigation_variants(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _variant_order(variants) -> list[str]:
-    singles = [f"{k}={v}" for k, v in MITIGATION_OFF.items()]
+    singles = [f"{k}={v}" for k, v in MITIGATION_OFF.items() if v != MITIGATIONS[k]] + ["audio_augment=True"]
     return sorted(set(variants), key=lambda v: (v != "defaults", v == "none", singles.index(v) if v in singles else 99, v))
 
 
@@ -567,3 +582,21 @@ def clustering_table(records) -> pd.DataFrame:
         return d
     parts = [summarise(d, by=["method", "view"], metric=m) for m in ("nmi", "ari", "purity", "silhouette") if m in d]
     return pd.concat(parts, ignore_index=True)
+
+
+def external_note(record: dict) -> str:
+    """One paragraph on what a record's external data held and which counterfactuals could not be tested."""
+    ext = record.get("external")
+    if not ext:
+        text = "No external data in this run (`external_data` is empty): transfer to other sources is not measured."
+    else:
+        parts = [f"{m}: {sum(ext[m].values())} items of {len(ext[m])} classes ({', '.join(ext[m])})"
+                 for m in ("audio", "image") if ext.get(m)]
+        unknown = {m: c for m, c in (ext.get("unknown_classes") or {}).items() if c}
+        text = (f"External data `{ext['name']}`: " + "; ".join(parts) + "."
+                + (f" Left out, not study classes: {unknown}." if unknown else ""))
+    untestable = {m: names for m, names in (record.get("counterfactuals_not_testable") or {}).items() if names}
+    if untestable:
+        text += (" Counterfactuals not testable under these settings (the preprocessing undoes them, so no"
+                 f" model's input changes): {untestable}.")
+    return text

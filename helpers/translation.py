@@ -227,6 +227,7 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     p = study.params
     src, tgt = _direction(direction)
     seed_everything(p["seed"])
+    study.reset_streams()
     model = Translator(direction, study.num_classes, p["embed_dim"], p["sample_rate"], p["image_size"],
                        study.clip_samples, p["latent_dim"],
                        classifier=source_classifier,

@@ -65,7 +65,7 @@ def learn_yaml(data_dir):
 
 def _fresh(study, seed=0):
     """The study with a generator of its own: train_classifier draws batches and crops from study.generator,
-    so a test must not depend on what other tests drew from it before (see the xfail test below)."""
+    so a test must not depend on what other tests drew from it before."""
     return dataclasses.replace(study, generator=torch.Generator().manual_seed(seed))
 
 
@@ -460,9 +460,6 @@ def test_generative_core_learns(learn_yaml):
 
 
 # ----------------------------------------------------------------- reproducibility of one training
-@pytest.mark.xfail(strict=True, reason="train_classifier reseeds the initialisation but draws batch order, random "
-                   "crops and augmentation from the shared study.generator, so a model depends on what was trained "
-                   "before it on the same Study (run_baselines: audio_mel's numbers depend on image and audio_wave)")
 def test_a_models_training_does_not_depend_on_what_was_trained_before(synthetic_study):
     alone, _ = train_classifier(_fresh(synthetic_study["study"]), "image", num_epochs=1)
     study = _fresh(synthetic_study["study"])

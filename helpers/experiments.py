@@ -21,8 +21,8 @@ from . import shortcuts
 from . import schema
 from .config import StudyError, cache_dir
 from .data import (EvaluationSet, Modality, PairedDataset, audio_windows, images_float, load_dataset,
-                   load_evaluation_set)
-from .models import Classifier, ImageNetFeatures, make_encoder, standardize
+                   load_evaluation_set, load_modality)
+from .models import IMAGENET_SIZE, Classifier, ImageNetFeatures, make_encoder, standardize
 from .splits import Split, fixed_test_pairs, inject_label_noise, make_split, test_split, pair_by_class
 from .training import History, fit, predict, resolve_device, seed_everything
 
@@ -293,7 +293,7 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     history = fit(model, step, len(train_idx), num_epochs=p["epochs"] if num_epochs is None else num_epochs,
                   lr=p["lr"] if lr is None else lr,
                   batch_size=p["batch_size"], generator=study.generator, val_score=val_score,
-                  progress=p["progress"], desc=desc or f"{kind} supervised")
+                  patience=p["patience"], progress=p["progress"], desc=desc or f"{kind} supervised")
     return model, history
 
 
@@ -360,8 +360,9 @@ def evaluate_embeddings(study: Study, method: str, embed_fns: dict | None = None
                         protocols=("linear_probe", "knn"), noisy_labels: bool | None = None) -> tuple[list, dict]:
     """Linear probe (C chosen on validation) and k-NN on frozen embeddings, per modality and fused.
 
-    Probes of pre-trained encoders learn from the clean training labels unless probe_noise is set;
-    a baseline whose probe *is* its supervised training passes noisy_labels=True.
+    Probes learn from the (noisy) training labels, as every other use of labels does: they are all a
+    practitioner has. probe_noise=False (or noisy_labels=False) gives them the clean labels instead, and the
+    rows are then named "<protocol>_clean", a protocol of their own.
     """
     Z = Z or embed_all(study, embed_fns)
     noisy = study.params["probe_noise"] if noisy_labels is None else noisy_labels
@@ -382,7 +383,7 @@ def evaluate_embeddings(study: Study, method: str, embed_fns: dict | None = None
             bounds = np.cumsum([0] + [len(z["test_sets"][n][1]) for n in names])
             probas[modality] = {n: proba[bounds[k]:bounds[k + 1]] for k, n in enumerate(names)}
             labels[modality] = {n: z["test_sets"][n][1] for n in names}
-        r, d = _rows_from_probas(study, method, protocol, probas, labels)
+        r, d = _rows_from_probas(study, method, protocol if noisy else f"{protocol}_clean", probas, labels)
         rows += r
         details.update(d)
     return rows, details
@@ -436,6 +437,22 @@ def _cached_features(extractor: ImageNetFeatures, X: torch.Tensor) -> np.ndarray
     return Z
 
 
+def imagenet_images(study: Study) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The study's images, and the external ones, decoded at the ImageNet model's own 224 px (cached like
+    every decode): fed the study's 64 px images upsampled, it would be judged on blurred pictures."""
+    p = study.params
+    X = load_modality(study.data.spec, "image", image_size=IMAGENET_SIZE, progress=p["progress"])
+    if X.paths != study.data.image.paths:
+        raise StudyError(f"the images decoded at {IMAGENET_SIZE} px are not the {p['image_size']} px ones (a file "
+                         "decodes at one size only?); run `python -m helpers data check` and look at the failures")
+    external = None
+    if study.external is not None and "image" in study.external.modalities:
+        ext = load_evaluation_set(p["external_data"], study.classes, sample_rate=p["sample_rate"],
+                                  image_size=IMAGENET_SIZE, progress=p["progress"])
+        external = ext.modalities["image"].X
+    return X.X, external
+
+
 def imagenet_features(study: Study) -> dict:
     """EfficientNet-Lite0 (ImageNet) features for the probe protocol: train, val and every test set.
 
@@ -443,15 +460,15 @@ def imagenet_features(study: Study) -> dict:
     test images once, so sweeps over seeds and fractions pay for the ImageNet model only once.
     """
     extractor = ImageNetFeatures().to(study.device)
-    Z_all = _cached_features(extractor, study.data.image.X)
+    X, X_external = imagenet_images(study)
+    Z_all = _cached_features(extractor, X)
     s = study.split["image"]
     test_sets = {"test": (Z_all[s.test], study.data.image.y[s.test])}
-    raw = study.data.image.X[torch.as_tensor(s.test)]
+    raw = X[torch.as_tensor(s.test)]
     for name, fn in shortcuts.IMAGE_COUNTERFACTUALS.items():
         test_sets[name] = (_cached_features(extractor, fn(raw)), study.data.image.y[s.test])
-    if study.external is not None and "image" in study.external.modalities:
-        ext = study.external.modalities["image"]
-        test_sets["external"] = (_cached_features(extractor, ext.X), ext.y)
+    if X_external is not None:
+        test_sets["external"] = (_cached_features(extractor, X_external), study.external.modalities["image"].y)
     return {"train": Z_all[s.train], "val": Z_all[s.val], "test_sets": test_sets}
 
 

@@ -7,7 +7,7 @@ with the baselines of notebook 02:
    class, so a flipped clip is paired with an image of the wrong animal (noisy correspondence);
 2. pre-training, the epoch kept chosen on the validation part (never on test);
 3. frozen embeddings: linear probe and k-NN per modality and fused (`evaluate_embeddings`; probes
-   learn from the clean labels unless probe_noise), retrieval and zero-shot centroid
+   learn from the noisy training labels unless probe_noise=False), retrieval and zero-shot centroid
    (`evaluate_cross_modal`). Contrastive: probes see the encoder output (before the projection
    head, as in SimCLR), retrieval the shared projection space; generative: the posterior means;
 4. fine-tuning each pre-trained encoder with a linear head (`train_classifier`, protocol
@@ -198,7 +198,8 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
     t0 = time.perf_counter()
     history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
-                  on_epoch_start=pairs.start_epoch, progress=p["progress"], desc=f"{method} pre-training")
+                  on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],
+                  desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
     d = p["embed_dim"]
@@ -392,7 +393,8 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator,
                   val_score=lambda: -_val_recon_error(model, study, X_val, T_val, val_pos, weights),
-                  on_epoch_start=pairs.start_epoch, progress=p["progress"], desc=f"{method} pre-training")
+                  on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],
+                  desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
     rows, details, finetuned, ft_history = _evaluate(

@@ -22,6 +22,7 @@ from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .plots import counterfactual_bars, headline_figure, plot_curve
 from .tables import (AXES, METRICS, MITIGATIONS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, audit_tables, ci_table,
                      clustering_table, compare_methods, condition_columns, counterfactual_drops, effect_table,
+                     convergence_table, external_drops,
                      format_ci, format_diff, headline_condition, mitigation_tables, mitigation_variants,
                      param_columns, primary_protocols, results_table, select, summarise)
 
@@ -124,6 +125,10 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
                                  f"[95% t interval], (number of seeds); code version(s) {', '.join(versions)}.", "",
                                  _md_table(ci_table(s, ["method", "protocol"], ["view"])), "Headline findings:", "",
                                  *findings]
+    external = _external_section(d, records, cond, where)
+    lines += external
+    if len(external) > 3:   # the README's results block gets the external table too
+        blocks["results"] += ["", *external[2:4]]
     fig = headline_figure(head)
     if fig is not None:
         figures.append(_save(fig, fig_dir / "headline.png"))
@@ -147,6 +152,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         parts = [summarise(retrieval, by=["method", "view"], metric=m) for m in ("recall_at_1", "recall_at_5", "mAP")]
         s = pd.concat(parts, ignore_index=True)
         lines += [f"## Cross-modal retrieval ({where})", "", _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
+    lines += _convergence_section(records)
     if not translation.empty:
         lines += _translation_section(translation)
     lines += _clustering_section(records)
@@ -376,6 +382,10 @@ def _bandlimit_target(d: pd.DataFrame) -> list[str]:
     for variant in ("defaults", "sample_rate=16000"):
         r = runs[runs["variant"] == variant]
         if r.empty:
+            if variant == "defaults" and (d["variant"] == variant).any():
+                out.append("Band-limit counterfactual (4 kHz) with the defaults: not testable here: at the default "
+                           f"{MITIGATIONS['sample_rate']} Hz it is at or above the Nyquist frequency, so no input "
+                           "changes.")
             continue
         s = summarise(r, by=["method"], metric="drop")
         worst = s.sort_values("mean").iloc[0]
@@ -404,6 +414,56 @@ def _audio_vs_audit(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
             f"({format_ci(top['mean'], top['lo'], top['hi'], top['n'])}): "
             + "; ".join(f"{r['method']} {format_ci(r['mean'], r['lo'], r['hi'], r['n'])}" for _, r in s.iterrows())
             + f". Clearly above it (intervals apart): {', '.join(above['method']) or 'none'}."]
+
+
+def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[str]:
+    """Each method and view on the fixed test split and on the independent external data, the drop with its
+    interval over seeds, the external chance levels, and per-class recall where the drop is largest."""
+    runs = external_drops(select(d, cond))
+    if runs.empty:
+        return ["## External validity", "", "_No record evaluated external data (`external_data` empty): transfer "
+                "to other recording and photo sources is not measured._", ""]
+    by = ["method", "protocol", "view"]
+    parts = {name: summarise(runs, by=by, metric=col) for name, col in
+             (("test split", "plain"), ("external", "accuracy"), ("drop", "drop"))}
+    table = pd.concat([s.assign(metric=name) for name, s in parts.items()], ignore_index=True)
+    chance = runs.groupby(by)[["chance_uniform", "chance_majority", "n"]].max()
+    shown = ci_table(table, by, ["metric"]).join(chance.rename(columns={"chance_uniform": "chance (uniform)",
+                                                                        "chance_majority": "chance (majority)",
+                                                                        "n": "external items"}).round(3))
+    lines = ["## External validity", f"Accuracy on the fixed test split and on independent recordings and photos "
+             f"(only the classes they share with the study; never trained on, nothing chosen by them), paired by run "
+             f"({where}); mean [95% t interval over seeds] (n):\n\n" + _md_table(shown), ""]
+    worst = parts["drop"].sort_values("mean").iloc[0]
+    key = f"{worst['method']}/{worst['protocol']}/{worst['view']}/external"
+    recalls = [r["details"][key]["per_class_recall"] for r in records
+               if key in (r.get("details") or {}) and all(r.get("params", {}).get(k) == v for k, v in cond.items())]
+    if recalls:
+        classes = next(r["classes"] for r in records if key in (r.get("details") or {}))
+        mean = pd.DataFrame(recalls, columns=classes).mean().dropna()
+        lines += [f"Largest drop: {worst['method']} ({worst['protocol']}, {worst['view']}) "
+                  f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}. Its per-class recall on the "
+                  "external items, mean over runs: " + ", ".join(f"{c} {v:.2f}" for c, v in mean.items()) + ".", ""]
+    return lines
+
+
+def _convergence_section(records) -> list[str]:
+    """Which models the patience rule stopped, and which ran out of budget while validation still improved."""
+    c = convergence_table(records)
+    if c.empty:
+        return []
+    flagged = c[c["still_improving"] > 0]
+    lines = ["## Convergence", "",
+             "Every model trains until validation has not improved for `patience` epochs, or until its budget "
+             "(`epochs`) ends; the best validation epoch is kept. `still_improving`: runs whose budget ended within "
+             "`patience` epochs of their best, i.e. not converged by that rule.", "", _md_table(c, index=False), ""]
+    total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
+    lines += [f"**{bad} of {total} trained models ran out of budget still improving**"
+              + (": their comparisons measure the budget as much as the method." if bad else ".") , ""]
+    if not flagged.empty:
+        lines += ["Flagged: " + ", ".join(f"{r.notebook} {r.model} ({r.still_improving}/{r.runs})"
+                                          for r in flagged.itertuples()) + ".", ""]
+    return lines
 
 
 def _chance_sentence(t: pd.DataFrame) -> str:

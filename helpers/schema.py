@@ -138,12 +138,16 @@ PARAMS: dict[str, Param] = {
     "augment": _bool(True, "image random resized crop, flip and colour jitter in training", SCIENTIFIC),
     "audio_augment": _bool(False, "random band limit and background noise on training clips (another recording "
                            "chain each time)", SCIENTIFIC),
-    "probe_noise": _bool(False, "probes of pre-trained encoders learn from the noisy labels (else clean)",
+    "probe_noise": _bool(True, "probes learn from the noisy training labels like everything else (False: clean "
+                         "labels, rows named <protocol>_clean)",
                          SCIENTIFIC),
     "seed": _int(0, "run seed: training subset, label flips, initialisation, batches (not the test split)", 0,
                  kind=SETTING),
     # fixed for a comparison
-    "epochs": _int(2, "training (or pre-training) epochs; the kept epoch is chosen on validation", 1),
+    "epochs": _int(2, "the training (or pre-training) budget in epochs; the kept epoch is chosen on validation",
+                   1),
+    "patience": _int(5, "stop once validation has not improved for this many epochs (0: train the whole budget)",
+                     0),
     "finetune_epochs": _int(0, "epochs of supervised fine-tuning of the pre-trained encoders; 0 skips it", 0),
     "lr": _float(2e-3, "AdamW learning rate (cosine schedule)", 1e-6, 1.0, high_open=True),
     "batch_size": _int(64, "items per optimizer step", 2),
@@ -189,7 +193,7 @@ PARAMS: dict[str, Param] = {
 # The parameters each notebook takes, and where its quick profile differs from PARAMS' default.
 _STUDY = ("fraction", "noise", "noise_kind", "seed", "sample_rate", "normalize_loudness", "random_crop", "augment",
           "audio_augment",
-          "epochs", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds", "lowpass_hz",
+          "epochs", "patience", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds", "lowpass_hz",
           "dataset", "external_data", "device", "progress", "run_dir")
 _GRID_ANALYSIS = ("profile", "results_dir", "run_missing", "grids", "run_dir")
 NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {

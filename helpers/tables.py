@@ -32,7 +32,8 @@ MATCH_PARAMS = ("dataset", "fraction", "noise", "noise_kind")
 BOOKKEEPING = ("run_dir", "device", "progress", "code_version", "written_at", "record")
 METRICS = ("accuracy", "macro_f1", "recall_at_1", "recall_at_5", "mAP")
 ROW_KEYS = ("method", "protocol", "view", "test_set")
-PROTOCOL_ORDER = ("supervised", "linear_probe", "finetune", "knn", "zero_shot", "retrieval")
+PROTOCOL_ORDER = ("supervised", "linear_probe", "finetune", "knn", "linear_probe_clean", "knn_clean", "zero_shot",
+                  "retrieval")
 VIEW_ORDER = ("audio", "image", "fused", "image_on_pairs", "audio->image", "image->audio")
 SMALL_MULTIMODAL = ("contrastive", "supcon", "mvae", "autoencoder")
 X_LABELS = {"noise": "label-noise rate", "fraction": "training fraction of the data",
@@ -47,7 +48,7 @@ MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_cro
 AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",
                    "quieter_12db", "cut_1s")
 # Protocols that classify the items of one test set: a counterfactual drop is defined for them.
-CLASSIFYING = ("supervised", "linear_probe", "knn", "finetune")
+CLASSIFYING = ("supervised", "linear_probe", "knn", "finetune", "linear_probe_clean", "knn_clean")
 # The columns of a compare_methods row after the `over` columns.
 COMPARE_COLUMNS = ("a", "b", "metric", "n", "seeds", "mean_a", "mean_b", "unpaired_a", "unpaired_b", "mean_diff",
                    "ci_lo", "ci_hi", "test", "p_value", "wilcoxon_p", "cohens_dz", "differences", "statement")
@@ -100,8 +101,10 @@ def results_table(records) -> pd.DataFrame:
 
 
 def _is_outcome(column: str) -> bool:
-    """A column that holds a result (metrics, item counts, achieved noise) or bookkeeping, not a condition."""
-    return column in (*METRICS, "n", "n_queries", *BOOKKEEPING) or column.startswith(("n_train_", "noise_achieved_"))
+    """A column that holds a result (metrics, item counts, chance levels, achieved noise) or bookkeeping, not a
+    condition."""
+    return column in (*METRICS, "n", "n_queries", *BOOKKEEPING) or column.startswith(("n_train_", "noise_achieved_",
+                                                                                      "chance_"))
 
 
 def param_columns(df: pd.DataFrame) -> list[str]:
@@ -600,3 +603,34 @@ def external_note(record: dict) -> str:
         text += (" Counterfactuals not testable under these settings (the preprocessing undoes them, so no"
                  f" model's input changes): {untestable}.")
     return text
+
+
+def _training_histories(node, path=()):
+    """Every training history (a dict with "still_improving") inside a record, with its path of keys."""
+    if isinstance(node, dict):
+        if "still_improving" in node and "best_epoch" in node:
+            yield path, node
+        else:
+            for k, v in node.items():
+                yield from _training_histories(v, path + (str(k),))
+
+
+def convergence_table(records) -> pd.DataFrame:
+    """Per notebook and trained model: runs, steps taken and kept (medians), how many stopped by the patience
+    rule, and how many ended their budget still improving on validation (not converged by the rule)."""
+    rows = []
+    for record in records:
+        for key in ("history", "finetune_history"):
+            for path, h in _training_histories(record.get(key) or {}):
+                rows.append({"notebook": record.get("notebook"), "model": "/".join((key,) + path),
+                             "steps": h.get("steps"), "best_step": h.get("best_step"),
+                             "stopped_early": bool(h.get("stopped_early")),
+                             "still_improving": bool(h.get("still_improving"))})
+    if not rows:
+        return pd.DataFrame(columns=["notebook", "model", "runs", "median_steps", "median_best_step",
+                                     "stopped_early", "still_improving"])
+    df = pd.DataFrame(rows)
+    return (df.groupby(["notebook", "model"], sort=True)
+              .agg(runs=("steps", "size"), median_steps=("steps", "median"), median_best_step=("best_step", "median"),
+                   stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"))
+              .reset_index())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -34,18 +35,39 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+WARMUP_SHARE = 0.05   # of the step budget: the learning rate rises linearly, then follows a cosine to 0
+
+
 @dataclass
 class History:
-    """What a training run did: per-epoch loss and validation score, the epoch kept, and wall time."""
+    """What a training run did: per-epoch loss and validation score, the epoch kept, the optimizer steps,
+    whether validation stopped improving before the budget ended, and wall time."""
     train_loss: list[float] = field(default_factory=list)
     val_score: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    steps: int = 0                 # optimizer steps taken
+    best_step: int = 0             # optimizer steps up to the end of the kept epoch
+    budget_steps: int = 0          # the steps num_epochs allowed
+    stopped_early: bool = False    # validation had not improved for `patience` epochs: converged by the rule
+    still_improving: bool = False  # the budget ended within `patience` epochs of the best: not converged
     seconds: float = 0.0
     samples_per_second: float = 0.0
 
     def as_dict(self) -> dict:
         return {"train_loss": self.train_loss, "val_score": self.val_score, "best_epoch": self.best_epoch,
+                "steps": self.steps, "best_step": self.best_step, "budget_steps": self.budget_steps,
+                "stopped_early": self.stopped_early, "still_improving": self.still_improving,
                 "seconds": round(self.seconds, 3), "samples_per_second": round(self.samples_per_second, 1)}
+
+
+def _warmup_cosine(optimizer, total_steps: int):
+    warmup = max(1, int(WARMUP_SHARE * total_steps))
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 StepFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -54,15 +76,17 @@ StepFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: int, lr: float = 1e-3,
         batch_size: int = 64, weight_decay: float = 1e-4, generator: torch.Generator,
         val_score: Callable[[], float] | None = None, params: list | None = None,
-        on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None, patience: int = 0,
         progress: bool = True, desc: str = "training") -> History:
-    """Train `model` for num_epochs with AdamW and a cosine schedule.
+    """Train `model` for at most num_epochs with AdamW, a linear warm-up and a cosine schedule over that budget.
 
     `step(idx, generator)` returns the mean loss of the batch of example indices `idx` (it moves its own
     tensors to the device). `on_epoch_start(epoch)` (epoch counted from 0) is called before the first
     batch of every epoch, e.g. to re-draw the training pairs. `val_score()` (higher is better) is
     evaluated after each epoch on the validation part; the weights of the best epoch are restored, so
-    the epoch count is chosen on validation, never on test.
+    the epoch count is chosen on validation, never on test. With patience > 0 training stops once
+    validation has not improved for `patience` epochs (the same rule at every training fraction); a run
+    whose budget ends within `patience` epochs of its best is flagged `still_improving`.
     """
     from tqdm.auto import tqdm
 
@@ -73,8 +97,8 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     optimizer = torch.optim.AdamW(params if params is not None else model.parameters(), lr=lr,
                                   weight_decay=weight_decay)
     num_batches = max(1, num_examples // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 item
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=num_epochs * num_batches)
-    history, best_state, best = History(), None, -float("inf")
+    scheduler = _warmup_cosine(optimizer, num_epochs * num_batches)
+    history, best_state, best = History(budget_steps=num_epochs * num_batches), None, -float("inf")
     start = time.perf_counter()
     bar = tqdm(range(num_epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
@@ -92,6 +116,7 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
             loss.backward()
             optimizer.step()
             scheduler.step()
+            history.steps += 1
             losses.append(loss.item())
         history.train_loss.append(float(np.mean(losses)))
         if val_score is not None:
@@ -100,17 +125,22 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
                 score = float(val_score())
             history.val_score.append(score)
             if score > best:
-                best, history.best_epoch = score, len(history.train_loss) - 1
+                best, history.best_epoch, history.best_step = score, epoch, history.steps
                 best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
                         **({"val": f"{history.val_score[-1]:.3f}"} if history.val_score else {}))
+        if patience and val_score is not None and epoch - history.best_epoch >= patience:
+            history.stopped_early = epoch < num_epochs - 1
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
-        history.best_epoch = num_epochs - 1
+        history.best_epoch, history.best_step = len(history.train_loss) - 1, history.steps
+    epochs_run = len(history.train_loss)
+    history.still_improving = not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1)
     model.eval()
     history.seconds = time.perf_counter() - start
-    history.samples_per_second = num_epochs * num_batches * min(batch_size, num_examples) / max(history.seconds, 1e-9)
+    history.samples_per_second = history.steps * min(batch_size, num_examples) / max(history.seconds, 1e-9)
     return history
 
 

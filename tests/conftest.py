@@ -95,3 +95,14 @@ def synthetic_study_env(synthetic_study, monkeypatch):
     monkeypatch.setenv("STUDY_CACHE", str(synthetic_study["root"] / "cache"))
     monkeypatch.setenv("STUDY_RESULTS", str(synthetic_study["root"] / "results"))
     return synthetic_study
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny batches: one torch thread is faster, and much faster when other processes share the cores
+    (two OpenMP threads then wait on each other at every op). Results do not depend on it."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,7 +17,7 @@ def accuracy(method, protocol, view, seed, noise, fraction):
             + 0.01 * seed - (0.03 if protocol == "knn" else 0.0))
 
 
-def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False):
+def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False, external=False):
     """A record of notebook 02 or 03: every method/view on the test split and on one counterfactual set
     (greyscale for the image view, bandlimit_4k for the others) that costs exactly 0.1 accuracy."""
     methods = METHODS_02 if notebook.startswith("02") else METHODS_03
@@ -30,6 +30,10 @@ def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False)
             cf = "greyscale" if view == "image" else "bandlimit_4k"
             rows.append({"method": method, "protocol": protocol, "view": view, "test_set": cf,
                          "accuracy": acc - 0.1, "macro_f1": acc - 0.15, "n": 175})
+            if external and view != "fused":   # independent sources cost 0.3 (audio) or 0.2 (image) accuracy
+                rows.append({"method": method, "protocol": protocol, "view": view, "test_set": "external",
+                             "accuracy": acc - (0.3 if view == "audio" else 0.2), "macro_f1": acc - 0.35, "n": 100,
+                             "chance_uniform": 1 / 7, "chance_majority": 0.24})
     if notebook.startswith("03"):
         rows.append({"method": "contrastive", "protocol": "retrieval", "view": "audio->image", "test_set": "test",
                      "recall_at_1": 0.3 + 0.01 * seed, "recall_at_5": 0.6, "mAP": 0.25, "n": 175})
@@ -37,7 +41,9 @@ def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False)
               "image_size": 64, "device": "cpu", "dataset": "animals"}
     if notebook.startswith("03"):
         params["objective"] = "infonce,supcon"
-    record = {"notebook": notebook, "params": params, "results": rows,
+    details = {f"{r['method']}/{r['protocol']}/{r['view']}/external": {"per_class_recall": [0.5, None, 0.25]}
+               for r in rows if r["test_set"] == "external"}
+    record = {"notebook": notebook, "params": params, "results": rows, "details": details, "classes": ["a", "b", "c"],
               "noise_achieved": {"audio": noise, "image": noise},
               "split_sizes": {"audio": {"train": int(600 * fraction), "val": 50, "test": 175},
                               "image": {"train": int(650 * fraction), "val": 55, "test": 190}},

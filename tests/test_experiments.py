@@ -31,13 +31,7 @@ LEARNS_AT_LEAST = {"image": 2 * CHANCE, "audio_wave": 3 * CHANCE, "audio_mel": 3
 CONTROL_BELOW = 2 * CHANCE     # what counts as learning for the weakest encoder; controls measured <= 0.31
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches: one thread is faster when other processes share the cores; results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -311,8 +305,8 @@ def test_train_classifier_trains_on_the_noisy_labels(synthetic_study, monkeypatc
 
 
 @pytest.mark.parametrize("probe_noise, noisy_labels, expect_noisy", [
-    (False, None, False),     # probes of pre-trained encoders: clean training labels by default
-    (True, None, True),       # ... the noisy ones when probe_noise is set
+    (False, None, False),     # probe_noise=False: the clean training labels
+    (True, None, True),       # the default: the noisy ones, like every other use of labels
     (False, True, True),      # a baseline whose probe is its training passes noisy_labels=True
     (True, False, False),     # an explicit noisy_labels=False wins over probe_noise
 ])
@@ -335,7 +329,9 @@ def test_probes_learn_from_the_labels_promised(synthetic_study, monkeypatch, pro
         sp = study.split[m]
         Z[m] = {"train": rng.normal(size=(len(sp.train), 6)), "val": rng.normal(size=(len(sp.val), 6)),
                 "test_sets": {"test": (rng.normal(size=(len(sp.test), 6)), study.labels(m, "test"))}}
-    evaluate_embeddings(study, "probe", Z=Z, noisy_labels=noisy_labels)
+    rows, _ = evaluate_embeddings(study, "probe", Z=Z, noisy_labels=noisy_labels)
+    assert {r["protocol"] for r in rows} == ({"linear_probe", "knn"} if expect_noisy else
+                                             {"linear_probe_clean", "knn_clean"})
     assert len(calls["linear_probe"]) == len(calls["knn_probe"]) == 2
     for m, lp, knn in zip(("audio", "image"), calls["linear_probe"], calls["knn_probe"]):
         want_train = study.labels(m, "train", noisy=expect_noisy)

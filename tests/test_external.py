@@ -2,6 +2,7 @@
 import shutil
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -72,3 +73,16 @@ def test_the_external_development_set_loads(real_cache):
     assert sum(counts["audio"].values()) == 106 and len(counts["audio"]) == 7
     assert sum(counts["image"].values()) == 129 and len(counts["image"]) == 6
     assert "lion" not in counts["audio"] and "bird" not in counts["image"]
+
+
+def test_the_imagenet_model_sees_images_decoded_at_its_own_size(synthetic_study_env, one_modality_collection):
+    from helpers.experiments import imagenet_images, prepare_study
+    from helpers.models import IMAGENET_SIZE
+    study = prepare_study({**SMALL, "dataset": str(synthetic_study_env["yaml"]),
+                           "external_data": str(one_modality_collection)})
+    X, X_external = imagenet_images(study)
+    assert X.shape == (len(study.data.image), 3, IMAGENET_SIZE, IMAGENET_SIZE) and X.dtype == study.data.image.X.dtype
+    assert X_external.shape == (8, 3, IMAGENET_SIZE, IMAGENET_SIZE)
+    # the same pictures as the study's 32 px ones, in the same order
+    small = torch.nn.functional.interpolate(X.float(), size=study.data.image.X.shape[-2:], mode="area")
+    assert (small - study.data.image.X.float()).abs().mean() < 12

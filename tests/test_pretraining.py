@@ -15,14 +15,7 @@ RETRIEVAL_KEYS = {"method", "protocol", "view", "test_set", "recall_at_1", "reca
                   "chance_uniform", "chance_majority"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches: one thread is faster, and much faster when other processes share the cores
-    (two OpenMP threads then wait on each other at every op). Results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -123,3 +123,42 @@ def test_main_settings_keep_the_most_run_setting(results):
     kept, notes = report.main_settings(df)
     assert (kept.loc[kept["notebook"] == "02_baselines", "epochs"] == 2).all()
     assert len(notes) == 1 and "epochs=2" in notes[0] and "1 run(s) with other settings" in notes[0]
+
+
+def test_external_validity_section_pairs_each_view_with_its_own_test_split(tmp_path):
+    from fake_records import fake_record, write_fake
+    for seed in range(3):
+        write_fake(tmp_path, fake_record("02_baselines", seed, external=True))
+    report.write_report(tmp_path, html=False)
+    text = (tmp_path / "README.md").read_text()
+    section = text[text.index("## External validity"):]
+    section = section[:section.index("\n## ", 5)]
+    assert "| audio_mel | supervised | audio |" in section and "-0.300 [-0.300, -0.300] (n=3)" in section
+    assert "| image | supervised | image |" in section and "-0.200 [-0.200, -0.200] (n=3)" in section
+    assert "fused" not in section.split("Largest drop")[0].split("|---")[1]   # external items are not paired
+    assert "0.143" in section and "0.24" in section                           # chance of the external items
+    assert "Largest drop: audio_mel (supervised, audio)" in section and "a 0.50, c 0.25" in section
+
+
+def test_no_external_data_is_said_not_hidden(tmp_path):
+    from fake_records import fake_record, write_fake
+    write_fake(tmp_path, fake_record("02_baselines", 0))
+    report.write_report(tmp_path, html=False)
+    assert "transfer to other recording and photo sources is not measured" in (tmp_path / "README.md").read_text()
+
+
+def test_models_that_ran_out_of_budget_still_improving_are_flagged(tmp_path):
+    from fake_records import fake_record, write_fake
+    for seed, improving in ((0, True), (1, False)):
+        r = fake_record("02_baselines", seed)
+        r["history"] = {"image": {"best_epoch": 9, "steps": 90, "best_step": 90, "stopped_early": False,
+                                  "still_improving": improving},
+                        "audio_mel": {"best_epoch": 3, "steps": 72, "best_step": 36, "stopped_early": True,
+                                      "still_improving": False}}
+        write_fake(tmp_path, r)
+    report.write_report(tmp_path, html=False)
+    text = (tmp_path / "README.md").read_text()
+    assert "**1 of 4 trained models ran out of budget still improving**" in text
+    assert "Flagged: 02_baselines history/image (1/2)." in text
+    c = tables.convergence_table([json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")])
+    assert c.set_index("model").loc["history/audio_mel", "stopped_early"] == 2

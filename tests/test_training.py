@@ -145,3 +145,46 @@ def test_epoch_pairs_are_redrawn_every_epoch_within_the_noisy_class(synthetic_st
     assert summary["mismatch_rate"] == [pytest.approx(flipped.mean())] * 3
     assert summary["train_clip_flip_rate"] == pytest.approx(flipped.mean())
     assert [s["pairs_seen"] for s in pairs.stats] == [n_seen] * 3
+
+
+def _scripted(scores, model):
+    calls = []
+
+    def val_score():
+        calls.append(copy.deepcopy(model.state_dict()))
+        return scores[len(calls) - 1]
+    return val_score, calls
+
+
+def test_patience_stops_once_validation_stops_improving_and_keeps_the_best():
+    model, step = _problem(16)   # 4 batches an epoch
+    scores = [0.1, 0.5, 0.4, 0.3, 0.2, 0.9, 0.9, 0.9]   # best at epoch 1, then 3 epochs without a gain
+    val, calls = _scripted(scores, model)
+    h = _fit(model, step, 16, num_epochs=8, patience=3, val_score=val)
+    assert len(h.train_loss) == 5 and h.stopped_early and not h.still_improving   # epoch 5's 0.9 never reached
+    assert (h.best_epoch, h.best_step, h.steps, h.budget_steps) == (1, 8, 20, 32)
+    assert all(torch.equal(model.state_dict()[k], calls[1][k]) for k in calls[1])
+
+
+def test_a_budget_that_ends_while_validation_improves_is_flagged():
+    model, step = _problem(16)
+    val, _ = _scripted([0.1, 0.2, 0.3, 0.4], model)
+    h = _fit(model, step, 16, num_epochs=4, patience=3, val_score=val)
+    assert not h.stopped_early and h.still_improving and h.steps == h.budget_steps == 16
+    model, step = _problem(16)
+    val, _ = _scripted([0.1, 0.9, 0.2, 0.2, 0.2], model)   # the best 3 epochs before the end: converged by the rule
+    h = _fit(model, step, 16, num_epochs=5, patience=3, val_score=val)
+    assert not h.stopped_early and not h.still_improving and len(h.train_loss) == 5
+    assert {"steps", "best_step", "budget_steps", "stopped_early", "still_improving"} <= set(h.as_dict())
+
+
+def test_the_learning_rate_warms_up_then_decays_to_zero():
+    model, loss = _problem(16)
+    rates = []
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"]))
+    try:
+        _fit(model, loss, 16, num_epochs=40, lr=0.1)   # 160 steps: 8 of warm-up
+    finally:
+        handle.remove()
+    assert rates[0] < rates[7] == pytest.approx(0.1) and rates[7] >= max(rates)
+    assert all(a >= b for a, b in zip(rates[7:], rates[8:])) and rates[-1] < 1e-3

@@ -23,7 +23,8 @@ from .config import StudyError, cache_dir
 from .data import (EvaluationSet, Modality, PairedDataset, audio_windows, images_float, load_dataset,
                    load_evaluation_set, load_modality)
 from .models import IMAGENET_SIZE, Classifier, ImageNetFeatures, make_encoder, standardize
-from .splits import Split, fixed_test_pairs, inject_label_noise, make_split, test_split, pair_by_class
+from .splits import (Split, balanced_pairs, fixed_test_pairs, inject_label_noise, make_split, pair_by_class,
+                     test_split)
 from .training import History, fit, predict, resolve_device, seed_everything
 
 MODALITIES = ("audio", "image")
@@ -197,11 +198,18 @@ def _load_external(p: dict, data: PairedDataset) -> EvaluationSet:
 
 # --------------------------------------------------------------------------- training
 def pair_sampler(study: Study, rng: np.random.Generator):
-    """Each epoch, every training clip gets an image of its (noisy) label's class: noisy correspondence."""
+    """A function that draws one epoch of training pairs (clip indices, image indices): balanced over both
+    modalities (`balanced_pairs`: every training clip and image used), each clip with an image of its
+    (noisy) label's class, so a flipped clip gets an image of the wrong animal (noisy correspondence).
+    Pairing by class is label use: every paired method has the training labels."""
     a_idx, i_idx = study.split["audio"].train, study.split["image"].train
     y_a = study.y_train["audio"][a_idx]
     y_i = study.data.image.y[i_idx]  # images are drawn by their true class: a flipped clip gets a wrong image
-    return lambda: i_idx[pair_by_class(y_a, y_i, rng)]
+
+    def draw():
+        a, i = balanced_pairs(y_a, y_i, rng)
+        return a_idx[a], i_idx[i]
+    return draw
 
 
 class EpochPairs:
@@ -215,29 +223,31 @@ class EpochPairs:
 
     def __init__(self, study: Study, rng: np.random.Generator):
         self.study = study
-        self.a_idx = study.split["audio"].train
-        self.labels = torch.as_tensor(study.y_train["audio"][self.a_idx])  # the noisy labels that formed the pairs
-        self.true_a = study.data.audio.y[self.a_idx]
+        self.a_idx = study.split["audio"].train   # the training clips
         self._draw = pair_sampler(study, rng)
-        self.epoch, self.i_idx = -1, None
+        self.a_pairs, self.i_pairs = self._draw()  # the first epoch's pairs, redrawn at every epoch start
+        self.num_pairs = len(self.a_pairs)         # the same every epoch: it depends on the class counts only
+        self.epoch, self._started = -1, False
         self.stats: list[dict] = []
 
     def start_epoch(self, epoch: int) -> None:
-        """Draw this epoch's pairs."""
-        self.epoch, self.i_idx = epoch, self._draw()
-        mismatch = self.study.data.image.y[self.i_idx] != self.true_a
+        """Draw this epoch's pairs (the first epoch uses the pairs drawn at construction)."""
+        if self._started:
+            self.a_pairs, self.i_pairs = self._draw()
+        self.epoch, self._started = epoch, True
+        mismatch = self.mismatched(self.a_pairs, self.i_pairs)
         self.stats.append({"mismatch_rate": float(mismatch.mean()), "pairs_seen": 0, "mismatched_seen": 0,
                            "dropped": 0, "dropped_mismatched": 0})
 
     def batch(self, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """(clip indices, image indices, pairing labels) of the batch `b` (positions in the training clips)."""
-        if self.i_idx is None:
+        """(clip indices, image indices, pairing labels) of the batch `b` (positions in this epoch's pairs)."""
+        if not self._started:
             raise StudyError("no training pairs drawn yet: pass EpochPairs.start_epoch to fit as on_epoch_start")
         pos = b.numpy()
-        a, i = self.a_idx[pos], self.i_idx[pos]
+        a, i = self.a_pairs[pos], self.i_pairs[pos]
         self.stats[-1]["pairs_seen"] += len(pos)
         self.stats[-1]["mismatched_seen"] += int(self.mismatched(a, i).sum())
-        return a, i, self.labels[b]
+        return a, i, torch.as_tensor(self.study.y_train["audio"][a])   # the noisy labels that formed the pairs
 
     def mismatched(self, a: np.ndarray, i: np.ndarray) -> np.ndarray:
         """Whether each pair (clip a[k], image i[k]) shows two different animals."""
@@ -251,7 +261,8 @@ class EpochPairs:
                "drop_precision": [s["dropped_mismatched"] / s["dropped"] if s["dropped"] else None for s in self.stats],
                "drop_recall": [s["dropped_mismatched"] / s["mismatched_seen"] if s["mismatched_seen"] and s["dropped"]
                                else None for s in self.stats]}
-        out["train_clip_flip_rate"] = float((self.labels.numpy() != self.true_a).mean())
+        out["train_clip_flip_rate"] = float((self.study.y_train["audio"][self.a_idx]
+                                             != self.study.data.audio.y[self.a_idx]).mean())
         return out
 
 

@@ -3,8 +3,9 @@
 Both cores follow one protocol (that of helpers.experiments), so their rows compare key for key
 with the baselines of notebook 02:
 
-1. pairs: every epoch `pair_sampler` gives each training clip an image of its (noisy) label's
-   class, so a flipped clip is paired with an image of the wrong animal (noisy correspondence);
+1. pairs: every epoch `pair_sampler` deals pairs within each (noisy) class so that every training clip
+   and every training image is used, so a flipped clip is paired with an image of the wrong animal
+   (noisy correspondence). Pairing by class is label use: these methods have the training labels;
 2. pre-training, the epoch kept chosen on the validation part (never on test);
 3. frozen embeddings: linear probe and k-NN per modality and fused (`evaluate_embeddings`; probes
    learn from the noisy training labels unless probe_noise=False), retrieval and zero-shot centroid
@@ -196,7 +197,7 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
     X_val = {m: study.inputs(m, study.split[m].val) for m in ("audio", "image")}
     y_a, y_i = study.labels("audio", "val"), study.labels("image", "val", noisy=False)  # as the pairs are formed
     t0 = time.perf_counter()
-    history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
+    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
                   on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],
                   desc=f"{method} pre-training")
@@ -390,7 +391,7 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
         T_val = {m: predict(lambda x, m=m: model.target(m, x), X_val[m], dev) for m in X_val}
     val_pos = val_pairs(study, np.random.default_rng(50_000 + p["seed"]))
     t0 = time.perf_counter()
-    history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
+    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator,
                   val_score=lambda: -_val_recon_error(model, study, X_val, T_val, val_pos, weights),
                   on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],

@@ -119,6 +119,33 @@ def pair_by_class(y_audio: np.ndarray, y_image: np.ndarray, rng: np.random.Gener
     return partner
 
 
+def _deck(items: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n items dealt from shuffled rounds of `items`: each is used once before any is used again."""
+    rounds = -(-n // len(items))
+    return np.concatenate([rng.permutation(items) for _ in range(rounds)])[:n]
+
+
+def balanced_pairs(y_audio: np.ndarray, y_image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch of training pairs in which every clip and every image is used at least once.
+
+    For each class c, max(#clips, #images) pairs, both sides dealt from shuffled rounds (a class with more
+    images than clips repeats its clips, and the other way round), so the image branch sees the images'
+    own class mix instead of the clips'. Returns (clip positions, image positions), shuffled. Images of a
+    class that no clip is labelled with cannot be paired and are left out.
+    """
+    a_out, i_out = [], []
+    for c in np.unique(y_audio):
+        clips, images = np.flatnonzero(y_audio == c), np.flatnonzero(y_image == c)
+        if len(images) == 0:
+            raise StudyError(f"class {c} has clips but no image in this split: it cannot be paired")
+        n = max(len(clips), len(images))
+        a_out.append(_deck(clips, n, rng))
+        i_out.append(_deck(images, n, rng))
+    a, i = np.concatenate(a_out), np.concatenate(i_out)
+    order = rng.permutation(len(a))
+    return a[order], i[order]
+
+
 def fixed_test_pairs(y_audio: np.ndarray, y_image: np.ndarray, split_seed: int = 0) -> np.ndarray:
     """The test pairs: drawn once from the split seed, the same for every run and method."""
     return pair_by_class(y_audio, y_image, np.random.default_rng(30_000 + split_seed))

@@ -269,7 +269,7 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     def val_score():
         return -F.mse_loss(predict(model, X_val, dev), T_val).item() / target_var
 
-    history = fit(model, step, len(pairs.a_idx), num_epochs=p["epochs"] if num_epochs is None else num_epochs,
+    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"] if num_epochs is None else num_epochs,
                   lr=p["lr"], batch_size=p["batch_size"], generator=study.generator,
                   params=[q for q in model.parameters() if q.requires_grad],
                   val_score=val_score if len(a_val) else None, on_epoch_start=pairs.start_epoch,

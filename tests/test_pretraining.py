@@ -138,8 +138,8 @@ def test_autoencoder_reference(tiny):
 def test_pairing_under_noise_is_noisy_correspondence(tiny, kind):
     study = prepare_study({**tiny, "noise": 0.3, "noise_kind": kind}, "03_contrastive")
     a_idx = study.split["audio"].train
-    images = pair_sampler(study, np.random.default_rng(0))()
-    true_a, noisy_a = study.data.audio.y[a_idx], study.y_train["audio"][a_idx]
+    clips, images = pair_sampler(study, np.random.default_rng(0))()
+    true_a, noisy_a = study.data.audio.y[clips], study.y_train["audio"][clips]
     flipped = noisy_a != true_a
     mismatched = study.data.image.y[images] != true_a
     assert flipped.any()
@@ -155,7 +155,9 @@ def test_core_records_the_mismatch_rate_of_the_pairs_it_trained_on(contrastive):
     _, record, _, _ = contrastive
     p = record["pairing"]
     assert p["train_clip_flip_rate"] > 0
-    assert p["mismatch_rate"] == [pytest.approx(p["train_clip_flip_rate"])] * len(p["mismatch_rate"])
+    # balanced pairs repeat the clips of classes with more images, so the pairs' mismatch rate is the flip
+    # rate of the clips as dealt: near the clips' own flip rate, never 0 under noise
+    assert all(0 < r < 1 and abs(r - p["train_clip_flip_rate"]) < 0.2 for r in p["mismatch_rate"])
 
 
 def test_no_noise_no_mismatch_and_no_drop(tiny):

@@ -26,8 +26,9 @@ def run_baselines(params: dict | None = None, run_dir: Path | None = None) -> tu
     # Late fusion: the image CNN with the audio front-end that scored better on validation (never on test).
     best_audio = max(AUDIO_KINDS, key=lambda k: max(history[k]["val_score"]))
     r, d = evaluate_probas(study, "late_fusion", "supervised", {"audio": models[best_audio], "image": models["image"]})
-    rows += [row for row in r if row["view"] == "fused"]
-    details |= {k: v for k, v in d.items() if k.endswith("/fused")}
+    fusion_views = ("fused", "fused_stacked", "image_on_pairs")   # its single views are the image and audio rows
+    rows += [row for row in r if row["view"] in fusion_views]
+    details |= {k: v for k, v in d.items() if k.split("/")[2] in fusion_views + ("calibration",)}
 
     # ImageNet EfficientNet-Lite0: linear probe on frozen features, alone and fused with the audio encoder.
     # The probe is this baseline's only supervised training, so it learns from the (noisy) training labels.
@@ -37,7 +38,7 @@ def run_baselines(params: dict | None = None, run_dir: Path | None = None) -> tu
     Z_audio = embed_all(study, {"audio": audio_encoder})["audio"]
     r, d = evaluate_embeddings(study, "imagenet", Z={"audio": Z_audio, "image": Z_image}, protocols=("linear_probe",),
                                noisy_labels=True)
-    rows += [row for row in r if row["view"] in ("image", "fused")]
+    rows += [row for row in r if row["view"] in ("image",) + fusion_views]   # its audio half is best_audio's
     details |= d
     study.timings["imagenet_s"] = round(time.perf_counter() - t0, 2)
 

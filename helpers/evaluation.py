@@ -210,6 +210,65 @@ def zero_shot_centroid(Z_query, y_query, Z_gallery, y_gallery, num_classes: int)
     return classification_metrics(y_query, np.argmax(sim, axis=1), num_classes)
 
 
+PROBA_FLOOR = 1e-4   # before taking logs: a k-NN vote of 0 would otherwise veto a class outright
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))   # the grid temperature scaling searches
+
+
+def _log_proba(proba, floor: float = PROBA_FLOOR) -> np.ndarray:
+    """Log-probabilities, floored for raw model outputs; calibrated ones keep their (tiny) values (floor ~0)."""
+    p = np.clip(_array(proba, "proba", 2).astype(np.float64), floor, 1.0)
+    return np.log(p / p.sum(axis=1, keepdims=True))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba_val, y_val) -> float:
+    """Temperature scaling (Guo et al. 2017) fitted on validation predictions: the T on the grid TEMPERATURES
+    that minimises the negative log-likelihood of softmax(log p / T). T > 1 softens an overconfident model."""
+    logp = _log_proba(proba_val)
+    y = np.asarray(y_val, dtype=int)
+    if len(y) != len(logp) or len(y) == 0:
+        raise StudyError(f"fit_temperature needs one label per validation prediction; got {len(y)} and {len(logp)}")
+    nll = np.array([-np.mean(np.log(_softmax(logp / T)[np.arange(len(y)), y] + 1e-300)) for T in TEMPERATURES])
+    if np.ptp(nll) < 1e-9:   # uninformative predictions (all uniform): no temperature is better than another
+        return 1.0
+    return float(TEMPERATURES[int(np.argmin(nll))])
+
+
+def calibrate(proba, temperature: float) -> np.ndarray:
+    """Probabilities softened (T > 1) or sharpened (T < 1) by a fitted temperature; argmax unchanged."""
+    return _softmax(_log_proba(proba) / temperature)
+
+
+def product_rule(probas: list, prior) -> np.ndarray:
+    """Fused posterior of views that are independent given the class (pairs are drawn within a class):
+    p(c | a, i) is proportional to p(c | a) p(c | i) / p(c), with p(c) the prior the second view's posterior
+    carries (its training class frequencies). Each posterior should be calibrated first (`calibrate`)."""
+    if len(probas) != 2:
+        raise StudyError(f"product_rule fuses two views; got {len(probas)}")
+    logs = [_log_proba(p, floor=1e-300) for p in probas]
+    if logs[0].shape != logs[1].shape:
+        raise StudyError(f"probability arrays differ in shape: {[p.shape for p in logs]}")
+    prior = np.clip(np.asarray(prior, dtype=np.float64), PROBA_FLOOR, None)
+    return _softmax(logs[0] + logs[1] - np.log(prior / prior.sum())[None, :])
+
+
+def stacked_fusion(probas_val: list, y_val, probas_test: list, num_classes: int, seed: int = 0) -> np.ndarray | None:
+    """A logistic regression fitted on the validation pairs' log-probabilities of both views, applied to the
+    test pairs: it learns how much to trust each view. None when the validation pairs hold < 2 classes."""
+    y = np.asarray(y_val, dtype=int)
+    if len(np.unique(y)) < 2:
+        return None
+    # log-probabilities floored as raw outputs are: the stacker's inputs stay finite and comparable
+    X_val = np.hstack([_log_proba(p) for p in probas_val])
+    X_test = np.hstack([_log_proba(p) for p in probas_test])
+    model = LogisticRegression(C=1.0, max_iter=5000, random_state=seed).fit(X_val, y)
+    return _full_proba(model, model.predict_proba(X_test), num_classes)
+
+
 def fuse_proba(*probas) -> np.ndarray:
     """Late fusion: the average of the modalities' class probabilities.
 

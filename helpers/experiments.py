@@ -310,8 +310,14 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
 
 # --------------------------------------------------------------------------- evaluation
 def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str, dict[str, np.ndarray]],
-                      labels: dict[str, dict[str, np.ndarray]]) -> tuple[list[dict], dict]:
-    """Metrics for each modality and test set, and fused over the fixed test pairs."""
+                      labels: dict[str, dict[str, np.ndarray]], val: dict | None = None) -> tuple[list[dict], dict]:
+    """Metrics for each modality and test set, and fused over the fixed test pairs.
+
+    Fusion: each view's posterior is calibrated by temperature scaling on its validation predictions
+    (`val`: modality -> (probabilities, labels) of study.split[modality].val; without it, T = 1), then the
+    product rule (`ev.product_rule`, the views being independent given the class) gives view "fused"; a
+    logistic regression stacked on the validation pairs' log-probabilities gives "fused_stacked".
+    """
     rows, details = [], {}
 
     def add(view, test_set, y_true, proba):
@@ -334,13 +340,27 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
         a_pos = np.arange(len(study.split["audio"].test))
         i_pos = study.test_pair_positions
         y_pair = labels["audio"]["test"][a_pos]
+        T = {m: ev.fit_temperature(*val[m]) if val else 1.0 for m in MODALITIES}
+        cal = {m: {n: ev.calibrate(p, T[m]) for n, p in probas[m].items()} for m in MODALITIES}
+        prior = np.bincount(study.labels("image", "train"), minlength=study.num_classes) + 1.0
+        stacked = None
+        if val:   # the stacker learns on validation pairs, formed as the training pairs are
+            va, vi = val_pairs(study, np.random.default_rng(60_000 + study.params["seed"]))
+            if len(va):
+                stacked = ([ev.calibrate(val["audio"][0], T["audio"])[va], ev.calibrate(val["image"][0], T["image"])[vi]],
+                           val["audio"][1][va])
         names = [n for n in dict.fromkeys([*probas["audio"], *probas["image"]]) if n != "external"]
         for test_set in names:   # a counterfactual of one modality is fused with the other's plain test items
-            pa = probas["audio"].get(test_set, probas["audio"]["test"])
-            pi = probas["image"].get(test_set, probas["image"]["test"])
-            add("fused", test_set, y_pair, ev.fuse_proba(pa[a_pos], pi[i_pos]))
+            pa = cal["audio"].get(test_set, cal["audio"]["test"])[a_pos]
+            pi = cal["image"].get(test_set, cal["image"]["test"])[i_pos]
+            add("fused", test_set, y_pair, ev.product_rule([pa, pi], prior))
+            if stacked is not None:
+                fused = ev.stacked_fusion(*stacked, [pa, pi], study.num_classes, seed=study.params["seed"])
+                if fused is not None:
+                    add("fused_stacked", test_set, y_pair, fused)
             if test_set in probas["image"]:
-                add("image_on_pairs", test_set, y_pair, pi[i_pos])
+                add("image_on_pairs", test_set, y_pair, probas["image"][test_set][i_pos])
+        details[f"{method}/{protocol}/calibration"] = {"temperature": T, "fused_prior": "image training labels"}
     return rows, details
 
 
@@ -353,7 +373,9 @@ def evaluate_probas(study: Study, method: str, protocol: str, models: dict[str, 
         for name, (X, y) in study.test_sets(modality).items():
             probas[modality][name] = torch.softmax(predict(model, X, study.device), 1).numpy()
             labels[modality][name] = y
-    return _rows_from_probas(study, method, protocol, probas, labels)
+    val = {m: (torch.softmax(predict(model, study.inputs(m, study.split[m].val), study.device), 1).numpy(),
+               study.labels(m, "val")) for m, model in models.items()}
+    return _rows_from_probas(study, method, protocol, probas, labels, val)
 
 
 def embed_all(study: Study, embed_fns: dict) -> dict[str, dict[str, np.ndarray]]:
@@ -379,22 +401,24 @@ def evaluate_embeddings(study: Study, method: str, embed_fns: dict | None = None
     noisy = study.params["probe_noise"] if noisy_labels is None else noisy_labels
     rows, details = [], {}
     for protocol in protocols:
-        probas, labels = {}, {}
+        probas, labels, val = {}, {}, {}
         for modality, z in Z.items():
             names = list(z["test_sets"])
-            Z_test = np.concatenate([z["test_sets"][n][0] for n in names])
-            y_test = np.concatenate([z["test_sets"][n][1] for n in names])
+            y_val = study.labels(modality, "val", noisy)
+            # the validation items ride along after the test sets: their probabilities calibrate the fusion
+            Z_test = np.concatenate([z["test_sets"][n][0] for n in names] + [z["val"]])
+            y_test = np.concatenate([z["test_sets"][n][1] for n in names] + [y_val])
             y_tr = study.labels(modality, "train", noisy)
             if protocol == "linear_probe":
                 _, _, proba = ev.linear_probe(z["train"], y_tr, Z_test, y_test, study.num_classes,
-                                              Z_val=z["val"], y_val=study.labels(modality, "val", noisy),
-                                              seed=study.params["seed"])
+                                              Z_val=z["val"], y_val=y_val, seed=study.params["seed"])
             else:
                 _, _, proba = ev.knn_probe(z["train"], y_tr, Z_test, y_test, study.num_classes)
             bounds = np.cumsum([0] + [len(z["test_sets"][n][1]) for n in names])
             probas[modality] = {n: proba[bounds[k]:bounds[k + 1]] for k, n in enumerate(names)}
             labels[modality] = {n: z["test_sets"][n][1] for n in names}
-        r, d = _rows_from_probas(study, method, protocol if noisy else f"{protocol}_clean", probas, labels)
+            val[modality] = (proba[bounds[-1]:], y_val)
+        r, d = _rows_from_probas(study, method, protocol if noisy else f"{protocol}_clean", probas, labels, val)
         rows += r
         details.update(d)
     return rows, details
@@ -523,5 +547,6 @@ def make_record(study: Study, notebook: str, rows: list[dict], details: dict | N
         # per-item predictions (study.predictions) in the order of these items, for paired item-level tests
         "test_items": {"audio": study.split["audio"].test, "image": study.split["image"].test,
                        "image_on_pairs": study.test_pairs},
-        "predictions": study.predictions, **extra,
+        "predictions": {k: v for k, v in study.predictions.items() if k in {
+            f"{r['method']}/{r['protocol']}/{r['view']}/{r['test_set']}" for r in rows}}, **extra,
     }

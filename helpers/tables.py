@@ -34,7 +34,7 @@ METRICS = ("accuracy", "macro_f1", "recall_at_1", "recall_at_5", "mAP")
 ROW_KEYS = ("method", "protocol", "view", "test_set")
 PROTOCOL_ORDER = ("supervised", "linear_probe", "finetune", "knn", "linear_probe_clean", "knn_clean", "zero_shot",
                   "retrieval")
-VIEW_ORDER = ("audio", "image", "fused", "image_on_pairs", "audio->image", "image->audio")
+VIEW_ORDER = ("audio", "image", "fused", "fused_stacked", "image_on_pairs", "audio->image", "image->audio")
 SMALL_MULTIMODAL = ("contrastive", "supcon", "mvae", "autoencoder")
 X_LABELS = {"noise": "label-noise rate", "fraction": "training fraction of the data",
             "n_train": "training items"}

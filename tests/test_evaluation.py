@@ -235,3 +235,53 @@ def test_bootstrap_ci():
     assert perfect["lo"] == perfect["hi"] == 1.0
     with pytest.raises(StudyError, match="metric"):
         bootstrap_ci(y_true, y_pred, metric="auc")
+
+
+# ---- calibration and fusion ---------------------------------------------------------------------
+
+def _overconfident(n=400, K=4, accuracy=0.6, confidence=0.99, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n)
+    pred = np.where(rng.random(n) < accuracy, y, (y + rng.integers(1, K, n)) % K)
+    P = np.full((n, K), (1 - confidence) / (K - 1))
+    P[np.arange(n), pred] = confidence
+    return P, y
+
+
+def test_temperature_scaling_softens_an_overconfident_model_and_keeps_its_predictions():
+    from helpers.evaluation import calibrate, fit_temperature
+    P, y = _overconfident()
+    T = fit_temperature(P, y)
+    assert T > 2                                                        # 99% sure, 60% right: soften
+    C = calibrate(P, T)
+    np.testing.assert_array_equal(C.argmax(1), P.argmax(1))
+    assert abs(C.max(1).mean() - 0.6) < 0.05                            # confidence now matches accuracy
+    P2, y2 = _overconfident(accuracy=0.99, confidence=0.99, seed=1)
+    assert 0.5 < fit_temperature(P2, y2) < 2                            # already calibrated: T near 1
+    assert fit_temperature(np.full((10, 4), 0.25), np.zeros(10, dtype=int)) == 1.0   # nothing to fit
+
+
+def test_product_rule_against_a_hand_computation():
+    from helpers.evaluation import product_rule
+    pa = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    pi = np.array([[0.2, 0.5, 0.3], [0.1, 0.8, 0.1]])
+    prior = np.array([0.5, 0.25, 0.25])
+    # row 0: 0.6*0.2/0.5 = 0.24, 0.3*0.5/0.25 = 0.6, 0.1*0.3/0.25 = 0.12 -> / 0.96
+    # row 1: 0.2*0.1/0.5 = 0.04, 0.2*0.8/0.25 = 0.64, 0.6*0.1/0.25 = 0.24 -> / 0.92
+    expected = np.array([[0.24, 0.6, 0.12], [0.04, 0.64, 0.24]])
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(product_rule([pa, pi], prior), expected, rtol=1e-6)
+    np.testing.assert_allclose(product_rule([pa, pi], prior * 7), expected, rtol=1e-6)   # prior normalised
+    with pytest.raises(StudyError, match="differ in shape"):
+        product_rule([pa, pi[:1]], prior)
+
+
+def test_stacked_fusion_learns_to_ignore_a_view_that_carries_nothing():
+    from helpers.evaluation import stacked_fusion
+    P, y = _overconfident(n=600, accuracy=0.8, confidence=0.7, seed=2)
+    noise = np.random.default_rng(3).dirichlet(np.ones(4), size=600)
+    fused = stacked_fusion([P[:300], noise[:300]], y[:300], [P[300:], noise[300:]], 4)
+    assert (fused.argmax(1) == y[300:]).mean() >= (P[300:].argmax(1) == y[300:]).mean() - 0.02
+    mean = (P[300:] + noise[300:]) / 2
+    assert (fused.argmax(1) == y[300:]).mean() > (mean.argmax(1) == y[300:]).mean()   # the average is hurt
+    assert stacked_fusion([P[:5], P[:5]], np.zeros(5, dtype=int), [P[:2], P[:2]], 4) is None

@@ -463,3 +463,34 @@ def test_a_models_training_does_not_depend_on_what_was_trained_before(synthetic_
     after_audio, _ = train_classifier(study, "image", num_epochs=1)
     a, b = alone.state_dict(), after_audio.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fused_and_the_image_model_are_scored_on_the_same_pairs(pairs_study):
+    s = pairs_study
+    (y_a, pick_a, conf_a), (y_i, pick_i, conf_i) = _known_probas(s)
+    probas = {"audio": {"test": _proba(pick_a, conf_a)}, "image": {"test": _proba(pick_i, conf_i)}}
+    labels = {"audio": {"test": y_a}, "image": {"test": y_i}}
+    rows, _ = _rows_from_probas(s, "m", "p", probas, labels)
+    on_pairs, fused, image = (_test_row(rows, v) for v in ("image_on_pairs", "fused", "image"))
+    assert on_pairs["n"] == fused["n"] == len(s.test_pairs) != image["n"]
+    pos = _by_hand_positions(s)
+    assert on_pairs["accuracy"] == pytest.approx(np.mean(pick_i[pos] == y_a))   # the pairs' images, clips' labels
+    assert s.predictions["m/p/image_on_pairs/test"] == pick_i[pos].tolist()
+    assert len(s.predictions["m/p/fused/test"]) == len(s.predictions["m/p/audio/test"]) == len(y_a)
+
+
+def test_fusion_is_calibrated_on_validation_and_stacked(pairs_study):
+    s = pairs_study
+    (y_a, pick_a, conf_a), (y_i, pick_i, conf_i) = _known_probas(s)
+    probas = {"audio": {"test": _proba(pick_a, conf_a)}, "image": {"test": _proba(pick_i, conf_i)}}
+    labels = {"audio": {"test": y_a}, "image": {"test": y_i}}
+    rng = np.random.default_rng(0)
+    val = {}
+    for m in ("audio", "image"):
+        y_v = s.labels(m, "val")
+        wrong = rng.random(len(y_v)) < 0.5                            # 99% sure and right half of the time
+        val[m] = (_proba(np.where(wrong, (y_v + 1) % K, y_v), np.full(len(y_v), 0.99)), y_v)
+    rows, details = _rows_from_probas(s, "m", "p", probas, labels, val)
+    T = details["m/p/calibration"]["temperature"]
+    assert T["audio"] > 1 and T["image"] > 1
+    assert {"fused", "fused_stacked"} <= {r["view"] for r in rows}

@@ -35,15 +35,18 @@ test-notebooks: venv
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:randomly notebooks
 
 # The grids, then the data exploration and the analysis notebooks on their records (rendered by the report).
+# PROFILE=quick writes results-quick/ (git-ignored): the committed full study in results/ is never touched.
+OUT := $(if $(filter quick,$(PROFILE)),$(CURDIR)/results-quick,$(CURDIR)/results)
 study: venv data
-	for grid in $(GRIDS); do $(BIN)/python -m helpers sweep $$grid --profile $(PROFILE) --jobs $(JOBS) || exit 1; done
-	mkdir -p results/runs/01_data_exploration/default
-	$(BIN)/papermill --log-level WARNING notebooks/01_data_exploration.ipynb \
-	    results/runs/01_data_exploration/default/01_data_exploration.ipynb -p run_dir results/runs/01_data_exploration/default
-	for nb in $(ANALYSES); do mkdir -p results/runs/$$nb/$(PROFILE) && $(BIN)/papermill --log-level WARNING \
-	    notebooks/$$nb.ipynb results/runs/$$nb/$(PROFILE)/$$nb.ipynb -p profile $(PROFILE) -p run_missing False \
-	    -p run_dir results/runs/$$nb/$(PROFILE) || exit 1; done
-	$(MAKE) report
+	for grid in $(GRIDS); do STUDY_RESULTS=$(OUT) $(BIN)/python -m helpers sweep $$grid --profile $(PROFILE) \
+	    --jobs $(JOBS) || exit 1; done
+	mkdir -p $(OUT)/runs/01_data_exploration/default
+	STUDY_RESULTS=$(OUT) $(BIN)/papermill --log-level WARNING notebooks/01_data_exploration.ipynb \
+	    $(OUT)/runs/01_data_exploration/default/01_data_exploration.ipynb -p run_dir $(OUT)/runs/01_data_exploration/default
+	for nb in $(ANALYSES); do mkdir -p $(OUT)/runs/$$nb/$(PROFILE) && STUDY_RESULTS=$(OUT) $(BIN)/papermill \
+	    --log-level WARNING notebooks/$$nb.ipynb $(OUT)/runs/$$nb/$(PROFILE)/$$nb.ipynb -p profile $(PROFILE) \
+	    -p run_missing False -p results_dir $(OUT) -p run_dir $(OUT)/runs/$$nb/$(PROFILE) || exit 1; done
+	STUDY_RESULTS=$(OUT) $(BIN)/python -m helpers report --results $(OUT)
 
 report: venv
 	$(BIN)/python -m helpers report

@@ -9,7 +9,8 @@ import torch
 from .experiments import (embed_all, evaluate_embeddings, evaluate_probas, imagenet_features, make_record,
                           nuisance_audits, prepare_study, train_classifier)
 
-AUDIO_KINDS = ("audio_wave", "audio_mel")
+# from scratch on the waveform and on log-mels; and the ImageNet EfficientNet-Lite0 fine-tuned on log-mels
+AUDIO_KINDS = ("audio_wave", "audio_mel", "audio_imagenet")
 
 
 def run_baselines(params: dict | None = None, run_dir: Path | None = None) -> tuple[dict, dict]:

@@ -25,7 +25,7 @@ from .config import PARAMS_DIR, StudyError, cache_dir, data_root, external_root
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-CACHE_FORMAT = 2  # bump when the decoding code changes what it produces
+CACHE_FORMAT = 3  # bump when the decoding code changes what it produces (3: photos turned upright by EXIF)
 
 
 class DataWarning(UserWarning):
@@ -250,6 +250,7 @@ def decode_image(path: Path, image_size: int) -> tuple[np.ndarray, dict]:
                         "mode": im.mode}
                 im.draft("RGB", (image_size * 2, image_size * 2))  # JPEG: decode at reduced scale, much faster
                 im.load()
+                im = ImageOps.exif_transpose(im)  # a phone photo stored sideways, with an EXIF rotation tag
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale, PIL would clip to 255
                     a = np.asarray(im, dtype=np.float64)  # full scale 65535 (not the image's max: no stretching)
                     full = 65535.0 if a.max() <= 65535 else float(a.max())
@@ -323,6 +324,9 @@ def _save_cache(path: Path, X: np.ndarray, paths: list[str], meta: list[dict], f
         np.savez(f, X=X, info=np.array(info), sha256=np.array(payload_hash))
         f.flush()
         os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: readable by the group like the rest of the tree
     os.replace(tmp, path)  # never leave a half-written file under the final name
 
 

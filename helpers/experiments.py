@@ -286,7 +286,8 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     modality = "image" if kind == "image" or kind.endswith(":image") else "audio"
     seed_everything(p["seed"])
     study.reset_streams()   # its batches and crops do not depend on what this study trained before
-    encoder = encoder if encoder is not None else make_encoder(kind, p["embed_dim"], p["sample_rate"])
+    if encoder is None:
+        encoder = make_encoder(kind, p["embed_dim"], p["sample_rate"], spec_augment=p["spec_augment"])
     model = Classifier(encoder, study.num_classes).to(study.device)
     train_idx = study.split[modality].train
     y = torch.as_tensor(study.labels(modality, "train"))

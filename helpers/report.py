@@ -668,10 +668,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-html", action="store_true", help="skip the HTML renderings of executed notebooks")
     parser.add_argument("--readme", default=None,
                         help="README whose generated blocks (results, performance) to refresh; default: the "
-                             "repository's README.md when --results is the default folder")
+                             "repository's README.md when --results is the committed results/ folder")
     args = parser.parse_args(argv)
     out = write_report(args.results, html=not args.no_html)
-    readme = args.readme or (REPO_ROOT / "README.md" if Path(args.results).resolve() == RESULTS_DIR.resolve() else None)
+    committed = (REPO_ROOT / "results").resolve()   # a quick or test study never rewrites the README's numbers
+    readme = args.readme or (REPO_ROOT / "README.md" if Path(args.results).resolve() == committed else None)
     if readme and Path(readme).is_file():
         done = update_readme_blocks(readme, out["blocks"])
         if done:

@@ -149,6 +149,7 @@ PARAMS: dict[str, Param] = {
     "patience": _int(5, "stop once validation has not improved for this many epochs (0: train the whole budget)",
                      0),
     "finetune_epochs": _int(0, "epochs of supervised fine-tuning of the pre-trained encoders; 0 skips it", 0),
+    "spec_augment": _bool(False, "SpecAugment (random frequency and time masks) on the log-mels of training clips"),
     "lr": _float(2e-3, "AdamW learning rate (cosine schedule)", 1e-6, 1.0, high_open=True),
     "batch_size": _int(64, "items per optimizer step", 2),
     "embed_dim": _int(128, "encoder output size", 2),
@@ -193,7 +194,7 @@ PARAMS: dict[str, Param] = {
 # The parameters each notebook takes, and where its quick profile differs from PARAMS' default.
 _STUDY = ("fraction", "noise", "noise_kind", "seed", "sample_rate", "normalize_loudness", "random_crop", "augment",
           "audio_augment",
-          "epochs", "patience", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds", "lowpass_hz",
+          "epochs", "patience", "spec_augment", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds", "lowpass_hz",
           "dataset", "external_data", "device", "progress", "run_dir")
 _GRID_ANALYSIS = ("profile", "results_dir", "run_missing", "grids", "run_dir")
 NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {

@@ -279,3 +279,28 @@ def test_synthetic_roundtrip(synthetic_yaml, cache_env):
     assert len(d.audio) == 40 and len(d.image) == 40 and d.failures == []
     assert tuple(d.audio.X.shape) == (40, 8000) and tuple(d.image.X.shape) == (40, 3, 32, 32)
     assert d.audio.counts() == d.image.counts() == {f"class{c}": 10 for c in range(4)}
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    """A portrait photo stored landscape with an EXIF orientation tag is decoded upright."""
+    from PIL import Image
+    from helpers.data import decode_image
+    im = Image.new("RGB", (40, 20), (255, 0, 0))
+    im.paste((0, 0, 255), (0, 0, 20, 20))                     # left half blue, right half red
+    exif = Image.Exif()
+    exif[0x0112] = 6                                           # "rotate 90 CW to display"
+    im.save(tmp_path / "sideways.jpg", exif=exif.tobytes(), quality=95)
+    x, meta = decode_image(tmp_path / "sideways.jpg", 16)
+    top, bottom = x[:, 1, 8].astype(int), x[:, -2, 8].astype(int)
+    assert top[2] > 200 and top[0] < 60 and bottom[0] > 200 and bottom[2] < 60   # blue on top, red below
+
+
+def test_cache_files_follow_the_umask(tmp_path):
+    import os
+    from helpers.data import _save_cache
+    old = os.umask(0o022)
+    try:
+        _save_cache(tmp_path / "c.npz", np.zeros((2, 3), dtype=np.uint8), ["a", "b"], [{}, {}], [])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644

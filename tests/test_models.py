@@ -194,3 +194,24 @@ def test_imagenet_model_recognises_cats():
         top5 = model(feats.prepare(_load(cats))).topk(5).indices
     hits = sum(any(281 <= int(c) <= 285 for c in row) for row in top5)  # ImageNet cat classes
     assert hits >= 6, f"only {hits}/{len(cats)} cat photos have a cat class in their top 5"
+
+
+def test_spec_augment_masks_bands_of_bins_and_frames_per_clip_in_training_only():
+    import torch
+    from helpers.models import make_encoder, spec_augment
+    torch.manual_seed(0)
+    mel = torch.randn(8, 64, 100) + 5.0                         # no zeros anywhere before masking
+    out = spec_augment(mel)
+    masked = out == 0
+    assert masked.any() and not masked.all()
+    bins_all_zero = masked.all(dim=2)                           # a whole mel bin masked
+    frames_all_zero = masked.all(dim=1)                         # a whole frame masked
+    assert bins_all_zero.any() and frames_all_zero.any()
+    assert not torch.equal(masked[0], masked[1])                # different masks per clip
+    assert bins_all_zero.sum(1).max() <= 2 * 8 and frames_all_zero.sum(1).max() <= 2 * 10
+    enc = make_encoder("audio_mel", 16, 8000, spec_augment=True)
+    x = torch.randn(2, 4000)
+    enc.eval()
+    assert torch.equal(enc.prepare(x), enc.frontend(x))         # evaluation sees the clip as it is
+    enc.train()
+    assert not torch.equal(enc.prepare(x), enc.frontend(x))

@@ -393,3 +393,55 @@ def bootstrap_ci(y_true, y_pred, metric: str = "accuracy", n_boot: int = 1000, s
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(samples, [tail, 100 - tail])
     return {"estimate": estimate, "lo": float(lo), "hi": float(hi), "n": int(len(y_true)), "n_boot": int(n_boot)}
+
+
+def holm(p_values) -> list:
+    """Holm's step-down adjustment of m p-values (None stays None): controls the family-wise error rate
+    when one table reports many comparisons."""
+    idx = [k for k, p in enumerate(p_values) if p is not None and np.isfinite(p)]
+    order = sorted(idx, key=lambda k: p_values[k])
+    m, out, running = len(order), list(p_values), 0.0
+    for rank, k in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[k]))
+        out[k] = running
+    return out
+
+
+def mcnemar(correct_a, correct_b) -> dict:
+    """Exact McNemar test on paired items: does a get right what b gets wrong more often than the reverse?
+    Returns the discordant counts (a_only, b_only) and the two-sided binomial p-value."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape:
+        raise StudyError(f"mcnemar needs the same items on both sides; got {a.shape} and {b.shape}")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    n = a_only + b_only
+    p = 1.0 if n == 0 else float(stats.binomtest(a_only, n, 0.5).pvalue)
+    return {"a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+def paired_bootstrap(correct_a: list, correct_b: list, n_boot: int = 2000, seed: int = 0,
+                     confidence: float = 0.95) -> dict:
+    """Accuracy difference a - b with an interval that covers both the seeds and the test sample.
+
+    correct_a[s], correct_b[s]: per seed s, whether each test item was classified correctly (the same items
+    on both sides). Each replicate draws seeds with replacement, then items with replacement (the same draw
+    for a and b), and averages the difference: a two-level bootstrap over runs and items.
+    """
+    _check_confidence(confidence)
+    if len(correct_a) != len(correct_b) or not correct_a:
+        raise StudyError("paired_bootstrap needs the same seeds on both sides, at least one")
+    sizes = {len(x) for pair in zip(correct_a, correct_b) for x in pair}
+    if len(sizes) != 1 or 0 in sizes:
+        raise StudyError("paired_bootstrap needs the same non-empty test items in every seed")
+    diffs = [np.asarray(a, float) - np.asarray(b, float) for a, b in zip(correct_a, correct_b)]
+    D = np.stack(diffs)                                   # seeds x items
+    rng = np.random.default_rng(seed)
+    S, N = D.shape
+    reps = np.empty(n_boot)
+    for r in range(n_boot):
+        seeds = rng.integers(0, S, S)
+        items = rng.integers(0, N, N)
+        reps[r] = D[np.ix_(seeds, items)].mean()
+    alpha = (1 - confidence) / 2
+    return {"mean_diff": float(D.mean()), "ci_lo": float(np.quantile(reps, alpha)),
+            "ci_hi": float(np.quantile(reps, 1 - alpha)), "seeds": S, "items": N, "n_boot": n_boot}

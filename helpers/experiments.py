@@ -548,6 +548,11 @@ def make_record(study: Study, notebook: str, rows: list[dict], details: dict | N
         # per-item predictions (study.predictions) in the order of these items, for paired item-level tests
         "test_items": {"audio": study.split["audio"].test, "image": study.split["image"].test,
                        "image_on_pairs": study.test_pairs},
+        "test_labels": {"audio": study.data.audio.y[study.split["audio"].test],
+                        "image": study.data.image.y[study.split["image"].test],
+                        "pairs": study.data.audio.y[study.split["audio"].test],
+                        **{f"external_{m}": mod.y for m, mod in
+                           (study.external.modalities.items() if study.external is not None else ())}},
         "predictions": {k: v for k, v in study.predictions.items() if k in {
             f"{r['method']}/{r['protocol']}/{r['view']}/{r['test_set']}" for r in rows}}, **extra,
     }

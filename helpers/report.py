@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import records as rec
+from .evaluation import holm
+from .items import item_comparison, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .plots import counterfactual_bars, headline_figure, plot_curve
 from .tables import (AXES, METRICS, MITIGATIONS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, audit_tables, ci_table,
@@ -108,7 +110,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     cond = headline_condition(d)
     where = ", ".join(f"{k}={v}" for k, v in cond.items()) or "all runs"
 
-    findings = [f"- {f}" for f in _findings(d, cond)]
+    findings = [f"- {f}" for f in _findings(d, cond, records)]
     lines += ["## Headline findings", ""] + findings + [""]
 
     test = d[d["test_set"] == "test"]
@@ -229,7 +231,7 @@ def _curve_slice(d: pd.DataFrame, x: str, other: str) -> tuple[pd.DataFrame, dic
 
 # ---------------------------------------------------------------------------- findings
 
-def _findings(d: pd.DataFrame, cond: dict) -> list[str]:
+def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     """Headline findings, every number computed from the records."""
     out = []
     head = primary_protocols(select(d[d["test_set"] == "test"], cond))
@@ -275,14 +277,27 @@ def _findings(d: pd.DataFrame, cond: dict) -> list[str]:
     if mm and (head["method"] == "image").any():
         pairs.append(("best small multimodal model vs the image-only CNN (image view)", mm,
                       {"method": "image", "protocol": "supervised", "view": "image"}))
+    tested = []
     for title, a, b in pairs:
         if a == b:
             continue
         try:
             c = compare_methods(select(d, cond), a, b).iloc[0]
-            out.append(f"{title}: {c['statement']}.")
         except (StudyError, IndexError) as e:
             out.append(f"{title}: not comparable ({e}).")
+            continue
+        text = f"{title}: {c['statement']}"
+        try:   # the same comparison item by item, so the interval covers the test sample too
+            text += "; item level: " + item_statement(item_comparison(records, a, b, where=cond))
+        except StudyError as e:
+            text += f"; item level: not available ({e})"
+        out.append(text + ".")
+        tested.append((title, c["p_value"]))
+    if len(tested) > 1:
+        adjusted = holm([p for _, p in tested])
+        out.append(f"{len(tested)} comparisons above; Holm-adjusted paired t-test p-values: "
+                   + "; ".join(f"{t.split(' vs ')[0]}: {p:.3g}" if p is not None else f"{t}: n/a"
+                               for (t, _), p in zip(tested, adjusted)) + ".")
 
     for x, other in (("noise", "fraction"), ("fraction", "noise")):
         dd, fixed = _curve_slice(d[d["test_set"] == "test"], x, other)

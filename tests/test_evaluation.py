@@ -285,3 +285,38 @@ def test_stacked_fusion_learns_to_ignore_a_view_that_carries_nothing():
     mean = (P[300:] + noise[300:]) / 2
     assert (fused.argmax(1) == y[300:]).mean() > (mean.argmax(1) == y[300:]).mean()   # the average is hurt
     assert stacked_fusion([P[:5], P[:5]], np.zeros(5, dtype=int), [P[:2], P[:2]], 4) is None
+
+
+# ---- item-level statistics --------------------------------------------------------------------
+
+def test_holm_against_a_hand_computation():
+    from helpers.evaluation import holm
+    # sorted 0.01, 0.02, 0.04 -> x3, x2, x1 = 0.03, 0.04, 0.04 (monotone); None stays None
+    assert holm([0.04, 0.01, None, 0.02]) == [pytest.approx(0.04), pytest.approx(0.03), None, pytest.approx(0.04)]
+    assert holm([0.5, 0.9]) == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
+def test_mcnemar_counts_discordant_items():
+    from helpers.evaluation import mcnemar
+    a = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    b = np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 1], bool)
+    r = mcnemar(a, b)
+    assert (r["a_only"], r["b_only"]) == (7, 1)
+    assert r["p_value"] == pytest.approx(2 * (1 + 8) / 2 ** 8)      # two-sided binomial, 1 of 8
+    assert mcnemar(a, a)["p_value"] == 1.0
+
+
+def test_paired_bootstrap_covers_items_and_seeds():
+    from helpers.evaluation import paired_bootstrap
+    rng = np.random.default_rng(0)
+    A = [rng.random(200) < 0.8 for _ in range(5)]
+    B = [rng.random(200) < 0.7 for _ in range(5)]
+    r = paired_bootstrap(A, B, n_boot=500, seed=1)
+    assert r["mean_diff"] == pytest.approx(np.mean([a.mean() - b.mean() for a, b in zip(A, B)]))
+    assert r["ci_lo"] < r["mean_diff"] < r["ci_hi"] and r["ci_lo"] > 0          # 10 points apart: clearly
+    one = paired_bootstrap(A[:1], B[:1], n_boot=500, seed=1)
+    assert one["ci_hi"] - one["ci_lo"] > 0.05                                   # one seed: items still vary
+    same = paired_bootstrap(A, A, n_boot=200)
+    assert same["mean_diff"] == same["ci_lo"] == same["ci_hi"] == 0
+    with pytest.raises(StudyError, match="same non-empty test items"):
+        paired_bootstrap([A[0]], [B[0][:10]])

@@ -162,3 +162,28 @@ def test_models_that_ran_out_of_budget_still_improving_are_flagged(tmp_path):
     assert "Flagged: 02_baselines history/image (1/2)." in text
     c = tables.convergence_table([json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")])
     assert c.set_index("model").loc["history/audio_mel", "stopped_early"] == 2
+
+
+def test_headline_comparisons_are_also_made_item_by_item_and_holm_adjusted(tmp_path):
+    from fake_records import fake_record, write_fake
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 40)
+    for seed in range(3):
+        r = fake_record("02_baselines", seed)
+        fused = np.where(rng.random(40) < 0.9, y, (y + 1) % 3)
+        image = np.where(rng.random(40) < 0.5, y, (y + 1) % 3)
+        r["results"] += [{"method": "imagenet", "protocol": "linear_probe", "view": "image_on_pairs",
+                          "test_set": "test", "accuracy": float((image == y).mean()), "macro_f1": 0.5, "n": 40}]
+        for row in r["results"]:
+            if row["method"] == "late_fusion" and row["test_set"] == "test":
+                row["accuracy"] = 0.95 + 0.01 * seed      # the best fused model
+        r["predictions"] = {"late_fusion/supervised/fused/test": fused.tolist(),
+                            "imagenet/linear_probe/image_on_pairs/test": image.tolist()}
+        r["test_labels"] = {"pairs": y.tolist()}
+        write_fake(tmp_path, r)
+        write_fake(tmp_path, fake_record("03_contrastive", seed))   # two more comparisons: 3 in all
+    report.write_report(tmp_path, html=False)
+    text = (tmp_path / "README.md").read_text()
+    line = next(l for l in text.splitlines() if l.startswith("- fusion vs the best image-only model, both on the test pairs"))
+    assert "item level: +0." in line and "over 3 seed(s) x 40 items" in line
+    assert "Holm-adjusted paired t-test p-values" in text

@@ -1,0 +1,43 @@
+"""Item-level comparisons from the records' per-item predictions (helpers.items)."""
+import numpy as np
+import pytest
+
+from helpers import items
+from helpers.config import StudyError
+
+
+def _record(seed, pred_a, pred_b, y):
+    return {"params": {"seed": seed, "noise": 0.0}, "test_labels": {"image": y, "pairs": y},
+            "predictions": {"a/p/image/test": pred_a, "b/p/image/test": pred_b, "a/p/fused/test": pred_a}}
+
+
+def test_item_comparison_pairs_runs_by_seed_and_items_by_position():
+    y = np.arange(20) % 4
+    records = []
+    for seed in range(3):
+        pa = y.copy()
+        pa[:2 + seed] = (pa[:2 + seed] + 1) % 4          # a wrong on 2, 3, 4 items
+        pb = y.copy()
+        pb[:10] = (pb[:10] + 1) % 4                       # b wrong on 10 items
+        records.append(_record(seed, pa.tolist(), pb.tolist(), y.tolist()))
+    A, B = {"method": "a", "protocol": "p", "view": "image"}, {"method": "b", "protocol": "p", "view": "image"}
+    r = items.item_comparison(records, A, B, n_boot=300)
+    assert r["seed_list"] == [0, 1, 2] and r["items"] == 20
+    assert r["mean_diff"] == pytest.approx(np.mean([(10 - w) / 20 for w in (2, 3, 4)]))
+    assert (r["a_only"], r["b_only"]) == (8 + 7 + 6, 0) and r["ci_lo"] > 0
+    assert "over 3 seed(s) x 20 items" in items.statement(r)
+    # a seed that only one side has is not paired
+    lonely = _record(9, y.tolist(), y.tolist(), y.tolist())
+    del lonely["predictions"]["b/p/image/test"]
+    assert items.item_comparison(records + [lonely], A, B, n_boot=50)["seeds"] == 3
+    with pytest.raises(StudyError, match="no seed has item predictions"):
+        items.item_comparison(records, A, {**B, "method": "c"})
+    with pytest.raises(StudyError, match="not scored on the same items"):
+        items.item_comparison(records, {**A, "view": "fused"}, B)
+
+
+def test_labels_follow_the_view():
+    r = _record(0, [0], [0], [3])
+    assert items.labels_for(r, "fused").tolist() == [3]            # fused items are the pairs
+    with pytest.raises(StudyError, match="no test labels"):
+        items.labels_for(r, "audio")

@@ -49,6 +49,8 @@ SIMCLR_LOG_SCALE = math.log(1 / 0.1)  # SimCLR's temperature 0.1, fixed
 def method_name(p: dict) -> str:
     """Row method name: contrastive / supcon / mvae / autoencoder, with +simclr and +small_loss suffixes."""
     name = p["objective"]
+    if name == "image_bound":   # one trained tower: the within-modality and small-loss options are the others'
+        return name
     if p.get("simclr"):
         name += "+simclr"
     if p.get("remedy", "none") != "none":
@@ -451,7 +453,11 @@ def run_notebook(core: str, params: dict, run_dir: Path | None = None) -> tuple[
         one = {**params, "objective": objective}
         method = method_name(one)
         sub = Path(run_dir) / method if run_dir is not None else None
-        record, models[method] = run(one, sub)
+        if objective == "image_bound":   # one tower only (the image model is frozen): its own core
+            from .imagebound import run_image_bound
+            record, models[method] = run_image_bound(one, sub)
+        else:
+            record, models[method] = run(one, sub)
         if merged is None:
             merged = {**record, "params": {**record["params"], "objective": ",".join(objectives)},
                       "results": [], "details": {}, "history": {}, "finetune_history": {}, "timings": {},

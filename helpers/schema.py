@@ -23,7 +23,8 @@ NOISE_KINDS = ("symmetric", "pair")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # Methods whose encoders notebook 08 draws (row names of notebooks 02-04).
 METHODS = ("image", "audio_wave", "audio_mel", "imagenet", "contrastive", "supcon", "mvae", "autoencoder")
-CONTRASTIVE_OBJECTIVES = ("contrastive", "supcon")
+# image_bound (notebook 03) has an audio encoder only: no image space of its own to draw
+CONTRASTIVE_OBJECTIVES = ("contrastive", "supcon", "image_bound")
 GENERATIVE_OBJECTIVES = ("mvae", "autoencoder")
 AUDIO_ENCODERS = ("audio_mel", "audio_wave")   # or "timm:<name>:audio_mel"
 SAMPLE_RATES = (8000, 16000, 22050)
@@ -202,7 +203,7 @@ NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {
     "02_baselines": (_STUDY, {"fraction": 0.2}),
     "03_contrastive": (_STUDY + ("probe_noise", "objective", "audio_encoder", "proj_dim", "simclr", "remedy", "drop_rate",
                                  "finetune_epochs"),
-                       {"fraction": 0.2, "objective": "contrastive,supcon"}),
+                       {"fraction": 0.2, "objective": "contrastive,supcon,image_bound"}),
     "04_generative": (_STUDY + ("probe_noise", "objective", "audio_encoder", "latent_dim", "beta", "decoder_width",
                                 "finetune_epochs"),
                       {"fraction": 0.2, "objective": "mvae,autoencoder"}),

@@ -321,11 +321,15 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
     """
     rows, details = [], {}
 
+    # validation accuracy per view: what "best" is chosen by in the report (never the test split)
+    val_accuracy = {m: float(np.mean(p.argmax(1) == y)) for m, (p, y) in (val or {}).items() if len(y)}
+
     def add(view, test_set, y_true, proba):
         pred = proba.argmax(1)
         m = ev.classification_metrics(y_true, pred, study.num_classes)
         rows.append({"method": method, "protocol": protocol, "view": view, "test_set": test_set,
-                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"], **ev.chance_levels(y_true)})
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"], **ev.chance_levels(y_true),
+                     "val_accuracy": val_accuracy.get(view)})   # None: nothing to score it on
         study.predictions[f"{method}/{protocol}/{view}/{test_set}"] = pred.tolist()   # for item-level tests
         if test_set in ("test", "external"):
             key = f"{method}/{protocol}/{view}" + ("/external" if test_set == "external" else "")
@@ -350,6 +354,10 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
             if len(va):
                 stacked = ([ev.calibrate(val["audio"][0], T["audio"])[va], ev.calibrate(val["image"][0], T["image"])[vi]],
                            val["audio"][1][va])
+                fused_val = ev.product_rule(stacked[0], prior)
+                val_accuracy["fused"] = float(np.mean(fused_val.argmax(1) == stacked[1]))
+                val_accuracy["image_on_pairs"] = float(np.mean(stacked[0][1].argmax(1) == stacked[1]))
+                # fused_stacked is fitted on these validation pairs: its validation score would be in-sample
         names = [n for n in dict.fromkeys([*probas["audio"], *probas["image"]]) if n != "external"]
         for test_set in names:   # a counterfactual of one modality is fused with the other's plain test items
             pa = cal["audio"].get(test_set, cal["audio"]["test"])[a_pos]
@@ -437,7 +445,8 @@ def evaluate_cross_modal(study: Study, method: str, Z: dict) -> list[dict]:
         rows.append({"method": method, "protocol": "retrieval", "view": view, "test_set": "test", **r, "n": len(yq),
                      **chance})
         rows.append({"method": method, "protocol": "zero_shot", "view": view, "test_set": "test",
-                     "accuracy": zs["accuracy"], "macro_f1": zs["macro_f1"], "n": len(yq), **chance})
+                     "accuracy": zs["accuracy"], "macro_f1": zs["macro_f1"], "n": len(yq), **chance,
+                     "val_accuracy": None})   # by class centroid: nothing was chosen on validation
     return rows
 
 

@@ -240,14 +240,22 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     if head.empty:
         return [f"No classification results on the plain test split at {where}."]
     s = summarise(head, by=["method", "protocol", "view"], metric="accuracy")
+    # "best" is chosen on the validation part (mean validation accuracy over seeds), never on the test split;
+    # rows without a validation score cannot be ranked and are listed after the ranked ones
+    val = (head.groupby(["method", "protocol", "view"])["val_accuracy"].mean() if "val_accuracy" in head
+           else pd.Series(dtype=float))
+    s["val_mean"] = [val.get((r.method, r.protocol, r.view), math.nan) for r in s.itertuples()]
     for view in [v for v in VIEW_ORDER if v in set(s["view"])]:
-        sv = s[s["view"] == view].sort_values("mean", ascending=False)
+        sv = s[s["view"] == view].sort_values("val_mean", ascending=False, na_position="last")
         top = sv.iloc[0]
-        text = (f"**{view}** ({where}): best is {top['method']} ({top['protocol']}) with accuracy "
+        chosen = (f"best on validation (accuracy {top['val_mean']:.3f} there) is" if pd.notna(top["val_mean"])
+                  else "no validation scores to rank by; listed first is")
+        text = (f"**{view}** ({where}): {chosen} {top['method']} ({top['protocol']}), test accuracy "
                 f"{format_ci(top['mean'], top['lo'], top['hi'], top['n'])}")
         if len(sv) > 1:
             second = sv.iloc[1]
-            overlap = top["n"] > 1 and second["n"] > 1 and second["hi"] >= top["lo"]
+            overlap = (top["n"] > 1 and second["n"] > 1 and second["hi"] >= top["lo"]
+                       and top["hi"] >= second["lo"])
             text += (f"; next {second['method']} ({second['protocol']}) "
                      f"{format_ci(second['mean'], second['lo'], second['hi'], second['n'])}"
                      + (" — the intervals overlap, so the ranking of these two is not established."
@@ -258,7 +266,7 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         sv = s[(s["view"] == view) & (s["method"].isin(methods) if methods is not None else True)]
         if sv.empty:
             return None
-        top = sv.sort_values("mean", ascending=False).iloc[0]
+        top = sv.sort_values("val_mean", ascending=False, na_position="last").iloc[0]
         return {"method": top["method"], "protocol": top["protocol"], "view": view}
 
     pairs = []

@@ -103,8 +103,8 @@ def results_table(records) -> pd.DataFrame:
 def _is_outcome(column: str) -> bool:
     """A column that holds a result (metrics, item counts, chance levels, achieved noise) or bookkeeping, not a
     condition."""
-    return column in (*METRICS, "n", "n_queries", *BOOKKEEPING) or column.startswith(("n_train_", "noise_achieved_",
-                                                                                      "chance_"))
+    return column in (*METRICS, "n", "n_queries", "val_accuracy", *BOOKKEEPING) or column.startswith(
+        ("n_train_", "noise_achieved_", "chance_"))
 
 
 def param_columns(df: pd.DataFrame) -> list[str]:
@@ -458,7 +458,7 @@ def _against_plain(results, external: bool) -> pd.DataFrame:
     if df.empty or "test_set" not in df or "accuracy" not in df:
         return pd.DataFrame(columns=columns)
     d = df[df["protocol"].isin(CLASSIFYING) & df["accuracy"].notna()]
-    ident = [c for c in d if c not in ("test_set", *METRICS, "n", "n_queries")
+    ident = [c for c in d if c not in ("test_set", *METRICS, "n", "n_queries", "val_accuracy")
              and not c.startswith(("noise_achieved_", "chance_"))]
     plain = d[d["test_set"] == "test"][ident + ["accuracy"]].rename(columns={"accuracy": "plain"})
     other = d[d["test_set"] == "external"] if external else d[~d["test_set"].isin(["test", "external"])]

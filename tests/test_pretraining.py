@@ -10,7 +10,8 @@ from helpers.experiments import pair_sampler, prepare_study
 from helpers.synthetic import make_synthetic
 
 TINY = dict(fraction=0.8, external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, epochs=2, finetune_epochs=1, progress=False)
-ROW_KEYS = {"method", "protocol", "view", "test_set", "accuracy", "macro_f1", "n", "chance_uniform", "chance_majority"}       # baselines' rows
+ROW_KEYS = {"method", "protocol", "view", "test_set", "accuracy", "macro_f1", "n", "chance_uniform", "chance_majority",
+            "val_accuracy"}       # baselines' rows
 RETRIEVAL_KEYS = {"method", "protocol", "view", "test_set", "recall_at_1", "recall_at_5", "mAP", "n_queries", "n",
                   "chance_uniform", "chance_majority"}
 

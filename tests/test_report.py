@@ -176,7 +176,7 @@ def test_headline_comparisons_are_also_made_item_by_item_and_holm_adjusted(tmp_p
                           "test_set": "test", "accuracy": float((image == y).mean()), "macro_f1": 0.5, "n": 40}]
         for row in r["results"]:
             if row["method"] == "late_fusion" and row["test_set"] == "test":
-                row["accuracy"] = 0.95 + 0.01 * seed      # the best fused model
+                row["accuracy"] = row["val_accuracy"] = 0.95 + 0.01 * seed      # the best fused model
         r["predictions"] = {"late_fusion/supervised/fused/test": fused.tolist(),
                             "imagenet/linear_probe/image_on_pairs/test": image.tolist()}
         r["test_labels"] = {"pairs": y.tolist()}
@@ -187,3 +187,17 @@ def test_headline_comparisons_are_also_made_item_by_item_and_holm_adjusted(tmp_p
     line = next(l for l in text.splitlines() if l.startswith("- fusion vs the best image-only model, both on the test pairs"))
     assert "item level: +0." in line and "over 3 seed(s) x 40 items" in line
     assert "Holm-adjusted paired t-test p-values" in text
+
+
+def test_best_is_chosen_on_validation_never_on_test(tmp_path):
+    from fake_records import fake_record, write_fake
+    for seed in range(3):
+        r = fake_record("02_baselines", seed)
+        for row in r["results"]:
+            if row["view"] == "image" and row["test_set"] == "test":
+                # imagenet leads on test, the image CNN on validation
+                row["val_accuracy"] = 0.9 if row["method"] == "image" else 0.7
+        write_fake(tmp_path, r)
+    report.write_report(tmp_path, html=False)
+    line = next(l for l in (tmp_path / "README.md").read_text().splitlines() if l.startswith("- **image**"))
+    assert "best on validation (accuracy 0.900 there) is image (supervised)" in line and "next imagenet" in line

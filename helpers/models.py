@@ -170,7 +170,22 @@ def spec_augment(mel: torch.Tensor, freq_masks: int = 2, max_freq: int = 8, time
     return out
 
 
-class AudioMelCNN(ConvEncoder):
+class LogMelInput:
+    """What the log-mel encoders share: the standardised log-mel they see (the generative decoders reconstruct
+    it), its shape, and SpecAugment on it in training when asked (self.frontend, self.spec_augment)."""
+
+    def log_mel(self, x):
+        return self.frontend(x)
+
+    def mel_shape(self, num_samples):
+        return self.frontend.shape(num_samples)
+
+    def training_mel(self, x):
+        mel = self.frontend(x)
+        return spec_augment(mel) if self.training and self.spec_augment else mel
+
+
+class AudioMelCNN(LogMelInput, ConvEncoder):
     """Log-mel front end, then a 1D CNN with mel bins as channels over frames (4 blocks)."""
 
     def __init__(self, embed_dim=128, sample_rate=16000, n_mels=64, width=32, spec_augment=False):
@@ -182,16 +197,8 @@ class AudioMelCNN(ConvEncoder):
         self.frontend, self.sample_rate, self.n_mels = frontend, sample_rate, n_mels
         self.spec_augment = bool(spec_augment)
 
-    def log_mel(self, x):
-        """The standardised log-mel the encoder sees (the generative decoders reconstruct it)."""
-        return self.frontend(x)
-
-    def mel_shape(self, num_samples):
-        return self.frontend.shape(num_samples)
-
     def prepare(self, x):
-        mel = self.frontend(x)
-        return spec_augment(mel) if self.training and self.spec_augment else mel
+        return self.training_mel(x)
 
 
 class TimmEncoder(nn.Module):
@@ -248,7 +255,7 @@ class TimmEncoder(nn.Module):
         return self.proj(self.backbone(self.prepare(x)))
 
 
-class ImageNetMelEncoder(nn.Module):
+class ImageNetMelEncoder(LogMelInput, nn.Module):
     """The ImageNet EfficientNet-Lite0 (the study's "model trained on a large number of images") on log-mel
     frames, fine-tuned as a whole, as PANNs- and AST-style transfer does for sound: the standardised
     log-mel [n_mels, n_frames] is fed as a grey image (three equal channels), then pooled and projected."""
@@ -263,17 +270,8 @@ class ImageNetMelEncoder(nn.Module):
         self.proj = nn.Linear(self.backbone.num_features, embed_dim)
         self.spec_augment = bool(spec_augment)
 
-    def log_mel(self, x):
-        return self.frontend(x)
-
-    def mel_shape(self, num_samples):
-        return self.frontend.shape(num_samples)
-
     def prepare(self, x):
-        mel = self.frontend(x)
-        if self.training and self.spec_augment:
-            mel = spec_augment(mel)
-        return mel.unsqueeze(1).expand(-1, 3, -1, -1)
+        return self.training_mel(x).unsqueeze(1).expand(-1, 3, -1, -1)
 
     def feature_maps(self, x):
         return list(self.backbone.forward_intermediates(self.prepare(x), intermediates_only=True))

@@ -139,8 +139,9 @@ def _notebook_code(path: Path) -> bytes:
 # Code that only reads records, draws, explores the data or times things: no grid point's numbers depend
 # on it (the grid notebooks use tables and plots only to show a record already written), so editing it
 # (say, the report while a sweep runs) must not mark finished points as stale.
-NOT_RESULT_CODE = ("helpers/bench.py", "helpers/report.py", "helpers/tables.py", "helpers/curves.py",
-                   "helpers/plots.py", "helpers/__main__.py",
+NOT_RESULT_CODE = ("helpers/bench.py", "helpers/report.py", "helpers/readme.py", "helpers/tables.py",
+                   "helpers/validity.py", "helpers/items.py", "helpers/curves.py", "helpers/plots.py",
+                   "helpers/collect.py", "helpers/__main__.py",
                    "notebooks/01_data_exploration.ipynb", "notebooks/05_label_noise.ipynb",
                    "notebooks/07_scaling.ipynb")
 

@@ -11,7 +11,6 @@ computed from the records. Nothing here imports torch: the report works wherever
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -22,11 +21,13 @@ from .evaluation import holm
 from .items import item_comparison, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .plots import counterfactual_bars, headline_figure, plot_curve
-from .tables import (AXES, METRICS, MITIGATIONS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, audit_tables, ci_table,
-                     clustering_table, compare_methods, condition_columns, counterfactual_drops, effect_table,
-                     convergence_table, external_drops,
-                     format_ci, format_diff, headline_condition, mitigation_tables, mitigation_variants,
-                     param_columns, primary_protocols, results_table, select, summarise)
+from .readme import performance_lines, update_readme_blocks
+from .tables import md_table as _md_table
+from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_table, clustering_table,
+                    compare_methods, condition_columns, effect_table, convergence_table, format_ci, format_diff,
+                    headline_condition, param_columns, primary_protocols, results_table, select, summarise)
+from .validity import (MITIGATIONS, audit_tables, counterfactual_drops, external_drops, mitigation_tables,
+                      mitigation_variants)
 
 FIGURE_PREFIXES = ("accuracy_vs_", "macro_f1_vs_", "counterfactual_drops", "headline")
 TRANSLATION_NOTEBOOK = "06_translation"
@@ -541,23 +542,6 @@ def _clustering_section(records) -> list[str]:
 
 # ---------------------------------------------------------------------------- Markdown, figures and rendered notebooks
 
-def _md_table(df: pd.DataFrame, index: bool = True) -> str:
-    if df is None or df.empty:
-        return "_(none)_\n"
-    d = df.reset_index() if index else df
-    names = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in d.columns]
-
-    def cell(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return str(v).replace("|", "\\|")
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
 def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=110)
     return path.name
@@ -602,86 +586,6 @@ def _render_notebooks(results_dir: Path, out_dir: Path) -> tuple[dict, list[str]
 
 
 # ---------------------------------------------------------------------------- performance (bench JSON)
-
-def performance_lines(bench_json: Path) -> list[str]:
-    """The targets of a saved `python -m helpers bench --json` as a Markdown table, with the machine and
-    its load (a loaded machine gives upper bounds); [] when there is no such file."""
-    try:
-        bench = json.loads(Path(bench_json).read_text(encoding="utf-8"))
-        targets, machine, run = bench["targets"], bench["machine"], bench["bench"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-
-    def value(t):
-        v = t.get("measured")
-        if v is None:
-            return "not measured"
-        return f"{v:.1%}" if t.get("unit") == "" and v <= 1 else f"{v:,.2f} {t.get('unit') or ''}".strip()
-    rows = pd.DataFrame([{"what": t["what"], "target": t["target"], "measured": value(t),
-                          "met": {True: "yes", False: "**no**", None: "–"}[t.get("met")]} for t in targets])
-    return [f"Measured by `python -m helpers bench{' --quick' if run.get('quick') else ''} --json` on "
-            f"{run.get('started_at', '?')[:10]}: {machine.get('cpu_model')}, {machine.get('cores')} cores, "
-            f"{machine.get('device')}; load average {machine.get('load_avg_1m')} at the start and "
-            f"{machine.get('load_avg_1m_end')} at the end (other work on the machine makes every time an upper "
-            f"bound); the bench took {run.get('seconds')} s.", "", _md_table(rows, index=False)] + _bench_details(bench)
-
-
-def _bench_details(bench: dict) -> list[str]:
-    """Where the time goes, from the same bench JSON: the figures the README's explanations point at."""
-    out = []
-    runs, pipe = bench.get("runs") or {}, bench.get("pipeline") or {}
-    pt = runs.get("pretraining") or {}
-    if pt.get("breakdown_s"):
-        out.append(f"- one pre-training run ({pt.get('epochs')} epochs): {pt.get('seconds')} s = "
-                   + ", ".join(f"{k.removesuffix('_s')} {v} s" for k, v in pt["breakdown_s"].items()))
-    if pipe.get("project") and pipe.get("plain"):
-        out.append(f"- pipelines ({pipe.get('encoder')}, {pipe.get('epochs')} epoch(s)): project "
-                   f"{pipe['project']['seconds']} s (prepare {pipe['project']['prepare_s']} s, train "
-                   f"{pipe['project']['train_s']} s); plain {pipe['plain']['seconds']} s (data "
-                   f"{pipe['plain']['data_s']} s, compute {pipe['plain']['compute_s']} s)")
-    cases = (bench.get("throughput") or {}).get("cases") or {}
-    if cases:
-        out.append("- training steps, share of the matmul peak: " + "; ".join(
-            f"{kind} " + ", ".join(f"{obj} {c['peak_fraction']:.0%}" for obj, c in objs.items()
-                                  if c.get("peak_fraction") is not None) for kind, objs in cases.items()))
-    nbs = [r for r in runs.get("notebooks") or [] if r.get("seconds")]
-    if nbs:
-        out.append("- notebooks at their defaults: " + ", ".join(f"{Path(r['notebook']).stem} {r['seconds']:.0f} s"
-                                                                  for r in nbs))
-    m = runs.get("full_study_measured") or {}
-    if m.get("available"):
-        out.append(f"- the committed full study: {m['wall_s'] / 60:.1f} min wall ({m['compute_s'] / 60:.1f} min of "
-                   f"point time, {m['unique_points']} points{'' if m['complete'] else ', incomplete'}), "
-                   f"{m['first_start'][:16]} to {m['last_end'][:16]}")
-    so = runs.get("sweep_overhead") or {}
-    if so.get("per_point_overhead_s") is not None:
-        out.append(f"- sweep runner overhead per point (kernel start, papermill): {so['per_point_overhead_s']} s")
-    return [""] + out if out else []
-
-
-# ---------------------------------------------------------------------------- the repository README
-
-BLOCK = "<!-- {name}: generated by `python -m helpers report`; edits inside are overwritten -->"
-BLOCK_END = "<!-- /{name} -->"
-
-
-def update_readme_blocks(readme: Path, blocks: dict) -> list[str]:
-    """Replace the text between each block's markers in `readme` (markers kept); returns the names replaced.
-    A README without a block's markers is left as it is for that block."""
-    readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
-    done = []
-    for name, body in blocks.items():
-        begin, end = BLOCK.format(name=name), BLOCK_END.format(name=name)
-        i, j = text.find(begin), text.find(end)
-        if i < 0 or j < i:
-            continue
-        text = text[:i + len(begin)] + "\n" + "\n".join(body).strip() + "\n" + text[j:]
-        done.append(name)
-    if done:
-        rec.atomic_write_text(readme, text)
-    return done
-
 
 def main(argv=None) -> int:
     """`python -m helpers report [--results results] [--no-html]`."""

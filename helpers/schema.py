@@ -337,7 +337,7 @@ def notebook_params(notebook, namespace: dict) -> dict:
 
 def parameters_cell(notebook) -> str:
     """The source of the notebook's cell tagged `parameters`, generated from the schema."""
-    lines = [f"# Generated from helpers/schema.py (`python -m helpers params --write`): the quick profile."]
+    lines = ["# Generated from helpers/schema.py (`python -m helpers params --write`): the quick profile."]
     for kind in (SCIENTIFIC, NUISANCE, SETTING):
         block = [n for n in names(notebook) if PARAMS[n].kind == kind]
         if block:

@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 
 from . import evaluation as ev
-from . import schema
 from .config import StudyError
 
 # The axes the study varies; every other parameter is a setting of one notebook.
@@ -38,16 +37,6 @@ VIEW_ORDER = ("audio", "image", "fused", "fused_stacked", "image_on_pairs", "aud
 SMALL_MULTIMODAL = ("contrastive", "supcon", "mvae", "autoencoder")
 X_LABELS = {"noise": "label-noise rate", "fraction": "training fraction of the data",
             "n_train": "training items"}
-# Shortcut mitigations and their defaults (helpers.schema); params/mitigations_02.yaml switches each off in turn.
-MITIGATIONS = {name: schema.PARAMS[name].default for name in ("sample_rate", "normalize_loudness", "random_crop",
-                                                              "augment", "audio_augment")}
-MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_crop": False, "augment": False,
-                  "audio_augment": False}
-# The audio counterfactual test sets: the names of helpers.shortcuts.AUDIO_COUNTERFACTUALS, repeated here
-# because shortcuts imports torch (a test checks they agree).
-AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",
-                   "quieter_12db", "cut_1s")
-# Protocols that classify the items of one test set: a counterfactual drop is defined for them.
 CLASSIFYING = ("supervised", "linear_probe", "knn", "finetune", "linear_probe_clean", "knn_clean")
 # The columns of a compare_methods row after the `over` columns.
 COMPARE_COLUMNS = ("a", "b", "metric", "n", "seeds", "mean_a", "mean_b", "unpaired_a", "unpaired_b", "mean_diff",
@@ -448,131 +437,6 @@ def headline_table(record: dict, test_set: str = "test") -> pd.DataFrame:
     return df.pivot_table(index=["method", "protocol"], columns="view", values=["accuracy", "macro_f1"]).round(3)
 
 
-# ---------------------------------------------------------------------------- shortcuts and mitigations
-
-def _against_plain(results, external: bool) -> pd.DataFrame:
-    """Rows of the other test sets (the counterfactuals, or the external data) beside the same run's
-    plain-test accuracy: the identifying columns, test_set, plain, accuracy, drop (and n, chance levels)."""
-    df = pd.DataFrame(results.get("results") or []) if isinstance(results, dict) else results
-    columns = ["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]
-    if df.empty or "test_set" not in df or "accuracy" not in df:
-        return pd.DataFrame(columns=columns)
-    d = df[df["protocol"].isin(CLASSIFYING) & df["accuracy"].notna()]
-    ident = [c for c in d if c not in ("test_set", *METRICS, "n", "n_queries", "val_accuracy")
-             and not c.startswith(("noise_achieved_", "chance_"))]
-    plain = d[d["test_set"] == "test"][ident + ["accuracy"]].rename(columns={"accuracy": "plain"})
-    other = d[d["test_set"] == "external"] if external else d[~d["test_set"].isin(["test", "external"])]
-    extra = [c for c in ("n", "chance_uniform", "chance_majority") if c in d] if external else []
-    out = other[ident + ["test_set", "accuracy"] + extra].merge(plain, on=ident, how="inner")
-    out = out.assign(drop=out["accuracy"] - out["plain"])
-    return out[ident + ["test_set", "plain", "accuracy", "drop"] + extra].reset_index(drop=True)
-
-
-def counterfactual_drops(results) -> pd.DataFrame:
-    """Per run: accuracy on each counterfactual test set minus accuracy on the plain test split (same
-    method, protocol, view and run), for the protocols that classify (CLASSIFYING).
-
-    results: a results_table, or one metrics record (its "results" rows). Columns: the columns that
-    identify the run and the row (method, protocol, view, the parameters, ...), test_set, plain,
-    accuracy, drop. The external test set is not a counterfactual and is left out."""
-    return _against_plain(results, external=False)
-
-
-def external_drops(results) -> pd.DataFrame:
-    """Per run: accuracy on the independent external data (other recording and photo sources, only the
-    classes they share with the study) minus accuracy on the plain test split, with the external set's
-    size and chance levels (uniform over its classes; its majority class)."""
-    return _against_plain(results, external=True)
-
-
-def audit_tables(records) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From records with "audits" (notebook 02): (classifiers on all nuisance features, single
-    feature groups), each summarised over seeds: modality, classifier/feature, mean, lo, hi, n."""
-    full, single = [], []
-    for record in records:
-        audits = record.get("audits")
-        if not isinstance(audits, dict):
-            continue
-        params = record.get("params") or {}
-        base = {"seed": params.get("seed"), "fraction": params.get("fraction")}
-        for modality, audit in audits.items():
-            for clf, scores in (audit.get("all_features") or {}).items():
-                full.append({**base, "modality": modality, "classifier": clf, **scores})
-            for row in audit.get("single_feature") or []:
-                single.append({**base, "modality": modality, **row})
-    out = []
-    for rows, by in ((full, ["modality", "classifier"]), (single, ["modality", "feature"])):
-        d = pd.DataFrame(rows)
-        if d.empty:
-            out.append(pd.DataFrame(columns=[*by, "metric", "mean", "lo", "hi", "sd", "n"]))
-            continue
-        # the audits use the true labels; only the split (seed, fraction) matters: one per seed
-        d = d[d["fraction"] == d["fraction"].max()].drop_duplicates(subset=["seed", *by])
-        out.append(summarise(d, by=by, metric="accuracy"))
-    return out[0], out[1]
-
-
-def mitigation_variants(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of runs that differ from the defaults in mitigation parameters only, each labelled in a
-    column "variant": "defaults", "sample_rate=16000", ..., or "none" (every mitigation off). Only
-    notebooks with at least one such variant, at the headline condition (lowest noise, largest
-    fraction); rows whose mitigation columns are absent count as defaults."""
-    if df.empty:
-        return df.assign(variant=pd.Series(dtype=object))
-    d = df.copy()
-    for name, default in MITIGATIONS.items():
-        d[name] = d[name].where(d[name].notna(), default) if name in d else default
-
-    def label(row):
-        # a column with gaps turns 16000 into 16000.0: name the value as the grid file writes it
-        row = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in row.items()}
-        off = [f"{k}={row[k]}" for k, v in MITIGATIONS.items() if row[k] != v]
-        if all(row[k] == MITIGATION_OFF[k] for k in MITIGATIONS):
-            return "none"
-        return ", ".join(off) or "defaults"
-    d["variant"] = [label(r) for r in d[list(MITIGATIONS)].to_dict("records")]
-    keep = [nb for nb, g in d.groupby("notebook") if g["variant"].nunique() > 1 and (g["variant"] == "defaults").any()]
-    d = d[d["notebook"].isin(keep)]
-    return select(d, headline_condition(d)) if not d.empty else d
-
-
-def _variant_order(variants) -> list[str]:
-    singles = [f"{k}={v}" for k, v in MITIGATION_OFF.items() if v != MITIGATIONS[k]] + ["audio_augment=True"]
-    return sorted(set(variants), key=lambda v: (v != "defaults", v == "none", singles.index(v) if v in singles else 99, v))
-
-
-def mitigation_tables(d: pd.DataFrame) -> dict:
-    """From mitigation_variants rows: "accuracy" (plain test split) and "drops" (counterfactual minus plain,
-    same run), each method/protocol/view x variant with "mean [lo, hi] (n)"; "paired": every variant
-    against the defaults per method/view, paired by seed (compare_methods rows, accuracy and drops)."""
-    d = primary_protocols(d[d["accuracy"].notna()])
-    test = d[d["test_set"] == "test"]
-    order = _variant_order(d["variant"])
-    acc = summarise(test, by=["method", "protocol", "view", "variant"], metric="accuracy")
-    drops_runs = counterfactual_drops(d)
-    # a counterfactual of one modality says nothing about a model of the other
-    audio_set = drops_runs["test_set"].isin(AUDIO_TEST_SETS)
-    relevant = ((drops_runs["view"] == "fused") | ((drops_runs["view"] == "audio") & audio_set)
-                | ((drops_runs["view"] == "image") & ~audio_set))
-    drops_runs = drops_runs[relevant]
-    drops = summarise(drops_runs, by=["method", "protocol", "view", "test_set", "variant"], metric="drop")
-    paired = []
-    for variant in order[1:]:
-        for metric, table in (("accuracy", test), ("drop", drops_runs.assign(accuracy=drops_runs["drop"]))):
-            groups = ["method", "protocol", "view"] + (["test_set"] if metric == "drop" else [])
-            c = compare_methods(table, {"variant": variant}, {"variant": "defaults"}, over=groups,
-                                test_set=None if metric == "drop" else "test")
-            paired.append(c.assign(variant=variant, measure=metric))
-    paired = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
-
-    def wide(s, index):
-        table = ci_table(s, index, ["variant"])
-        return table[[v for v in order if v in table.columns]]
-    return {"accuracy": wide(acc, ["method", "protocol", "view"]),
-            "drops": wide(drops, ["method", "protocol", "view", "test_set"]), "paired": paired,
-            "variants": order, "seeds": int(test["seed"].nunique()) if "seed" in test else 1}
-
-
 # ---------------------------------------------------------------------------- feature spaces
 
 def clustering_table(records) -> pd.DataFrame:
@@ -585,24 +449,6 @@ def clustering_table(records) -> pd.DataFrame:
         return d
     parts = [summarise(d, by=["method", "view"], metric=m) for m in ("nmi", "ari", "purity", "silhouette") if m in d]
     return pd.concat(parts, ignore_index=True)
-
-
-def external_note(record: dict) -> str:
-    """One paragraph on what a record's external data held and which counterfactuals could not be tested."""
-    ext = record.get("external")
-    if not ext:
-        text = "No external data in this run (`external_data` is empty): transfer to other sources is not measured."
-    else:
-        parts = [f"{m}: {sum(ext[m].values())} items of {len(ext[m])} classes ({', '.join(ext[m])})"
-                 for m in ("audio", "image") if ext.get(m)]
-        unknown = {m: c for m, c in (ext.get("unknown_classes") or {}).items() if c}
-        text = (f"External data `{ext['name']}`: " + "; ".join(parts) + "."
-                + (f" Left out, not study classes: {unknown}." if unknown else ""))
-    untestable = {m: names for m, names in (record.get("counterfactuals_not_testable") or {}).items() if names}
-    if untestable:
-        text += (" Counterfactuals not testable under these settings (the preprocessing undoes them, so no"
-                 f" model's input changes): {untestable}.")
-    return text
 
 
 def _training_histories(node, path=()):
@@ -634,3 +480,20 @@ def convergence_table(records) -> pd.DataFrame:
               .agg(runs=("steps", "size"), median_steps=("steps", "median"), median_best_step=("best_step", "median"),
                    stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"))
               .reset_index())
+
+
+def md_table(df: pd.DataFrame, index: bool = True) -> str:
+    if df is None or df.empty:
+        return "_(none)_\n"
+    d = df.reset_index() if index else df
+    names = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in d.columns]
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v).replace("|", "\\|")
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

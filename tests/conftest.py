@@ -1,5 +1,4 @@
 """Shared fixtures: the real data root, a throw-away cache for synthetic data, a synthetic data set."""
-import os
 from pathlib import Path
 
 import pytest

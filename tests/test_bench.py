@@ -1,8 +1,6 @@
 """`python -m helpers bench` on the synthetic data set, quick mode, tiny shapes: sections, keys and the
 wiring to the project's code. Nothing here asserts a speed: the machine running the tests is shared, and
 the speed targets live in helpers.bench.TARGETS."""
-import contextlib
-import io
 import json
 
 import pytest

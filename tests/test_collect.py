@@ -4,7 +4,7 @@ import nbformat
 import pytest
 from fake_records import write_fake_at_point
 
-from helpers import records, sweeps
+from helpers import collect, records, sweeps
 from helpers.config import StudyError
 
 STEM = "99_fake_grid"   # not one of the study's notebooks: its parameters cell names what it takes
@@ -36,21 +36,21 @@ def folder(tmp_path):
 
 
 def test_resolve_results_dir_follows_study_results(monkeypatch, tmp_path):
-    monkeypatch.setattr(sweeps, "RESULTS_DIR", tmp_path / "elsewhere")
-    assert sweeps.resolve_results_dir("results") == tmp_path / "elsewhere"
-    assert sweeps.resolve_results_dir("") == tmp_path / "elsewhere"
-    assert sweeps.resolve_results_dir(tmp_path / "x") == tmp_path / "x"
-    assert sweeps.resolve_results_dir("other") == sweeps.REPO_ROOT / "other"
+    monkeypatch.setattr(collect, "RESULTS_DIR", tmp_path / "elsewhere")
+    assert collect.resolve_results_dir("results") == tmp_path / "elsewhere"
+    assert collect.resolve_results_dir("") == tmp_path / "elsewhere"
+    assert collect.resolve_results_dir(tmp_path / "x") == tmp_path / "x"
+    assert collect.resolve_results_dir("other") == collect.REPO_ROOT / "other"
 
 
 def test_collect_grid_reads_point_records_and_reports_gaps(grid, folder):
-    got = sweeps.collect_grid(grid, "quick", folder)
+    got = collect.collect_grid(grid, "quick", folder)
     assert len(got["points"]) == 4 and len(got["records"]) == 3 and got["missing"] == [{"noise": 0.2, "seed": 1}]
     assert got["failed"][0]["error"] == "ValueError: boom" and not got["ran"] and got["notebook"] == STEM
     # run_missing leaves a point that failed before alone (no kernel is started here)
-    again = sweeps.collect_grid(grid, "quick", folder, run_missing=True)
+    again = collect.collect_grid(grid, "quick", folder, run_missing=True)
     assert list(again["sweep"]["status"]) == ["skipped_failed"] and len(again["records"]) == 3
-    recs, status = sweeps.collect_grids([grid, "no_such_grid"], "quick", folder)
+    recs, status = collect.collect_grids([grid, "no_such_grid"], "quick", folder)
     assert len(recs) == 3 and status["records"].tolist() == [3, 0] and "skipped" in status["note"].iloc[1]
 
 
@@ -68,11 +68,11 @@ def test_run_missing_points_uses_the_sweeps_point_code(monkeypatch, tmp_path, gr
         records.write_record(run_dir, {"params": dict(point), "results": [], "code_version": "older"})
         return {"status": "ran", "seconds": 0.1, "overhead_s": 0.0, "run_dir": str(run_dir), "error": None}
 
-    monkeypatch.setattr(sweeps, "_process", spy)
-    monkeypatch.setattr(sweeps, "run_point", fake_run_point)
+    monkeypatch.setattr(collect, "_process", spy)
+    monkeypatch.setattr(collect, "run_point", fake_run_point)
     notebook = grid.parent / f"{STEM}.ipynb"
     points = [{"noise": 0.0, "seed": 0}, {"noise": 0.5, "seed": 3}, {"noise": 0.2, "seed": 1}]
-    table = sweeps.run_missing_points(notebook, points, folder)
+    table = collect.run_missing_points(notebook, points, folder)
     assert list(table["status"]) == ["done", "ran", "skipped_failed"] and ran == [{"noise": 0.5, "seed": 3}]
     assert [c[1:] for c in calls] == [(None, False, True)] * 3   # any code version counts; failures stay
     new_dir = records.default_run_dir(STEM, points[1], folder)
@@ -83,7 +83,7 @@ def test_run_missing_points_uses_the_sweeps_point_code(monkeypatch, tmp_path, gr
 
 
 def test_collect_analysis_stacks_grids_and_says_what_is_missing(grid, folder, tmp_path):
-    got = sweeps.collect_analysis(f"{grid}, no_such_grid", "quick", folder)
+    got = collect.collect_analysis(f"{grid}, no_such_grid", "quick", folder)
     assert got["grids"] == [str(grid), "no_such_grid"] and got["results_dir"] == folder
     assert len(got["records"]) == 3 and set(got["df"]["seed"]) == {0, 1} and set(got["df"]["noise"]) == {0.0, 0.2}
     assert got["status"]["records"].tolist() == [3, 0]
@@ -91,6 +91,6 @@ def test_collect_analysis_stacks_grids_and_says_what_is_missing(grid, folder, tm
                             "**1 point(s) failed** (their error.txt is named in the status table); rerun with "
                             "`python -m helpers sweep ... --retry-failed`."]
     with pytest.raises(StudyError, match=r"no records for grids .*python -m helpers sweep params/no_such_grid.yaml"):
-        sweeps.collect_analysis("no_such_grid", "quick", tmp_path / "empty")
+        collect.collect_analysis("no_such_grid", "quick", tmp_path / "empty")
     with pytest.raises(StudyError, match="at least one grid"):
-        sweeps.collect_analysis(" , ", "quick", folder)
+        collect.collect_analysis(" , ", "quick", folder)

@@ -1,5 +1,4 @@
 """Fast checks of the encoders, heads and decoders in helpers.models (CPU, a few seconds)."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -5,6 +5,7 @@ from fake_records import fake_record, write_study
 from matplotlib.figure import Figure
 
 from helpers import curves, plots, records, tables
+from helpers import validity
 from helpers.config import StudyError
 
 
@@ -48,7 +49,7 @@ def test_headline_figure_one_bar_per_method_and_view(df):
 
 
 def test_counterfactual_bars_from_runs_or_their_summary(df):
-    drops = tables.counterfactual_drops(df[(df["noise"] == 0.0) & (df["fraction"] == 0.8)])
+    drops = validity.counterfactual_drops(df[(df["noise"] == 0.0) & (df["fraction"] == 0.8)])
     fig = plots.counterfactual_bars(drops)
     assert [ax.get_title() for ax in fig.axes] == ["bandlimit_4k", "greyscale"]
     bars = {ax.get_title(): [p.get_width() for p in ax.patches] for ax in fig.axes}
@@ -59,7 +60,7 @@ def test_counterfactual_bars_from_runs_or_their_summary(df):
     again = plots.counterfactual_bars(summary)
     assert [len(ax.patches) for ax in again.axes] == [5, 3]
     # one record, as notebooks 02 and 03 show it: one run, so no interval
-    one = plots.counterfactual_bars(tables.counterfactual_drops(fake_record("02_baselines", 0)))
+    one = plots.counterfactual_bars(validity.counterfactual_drops(fake_record("02_baselines", 0)))
     assert "one run" in one.get_suptitle() and [len(ax.patches) for ax in one.axes] == [3, 2]
     empty = plots.counterfactual_bars(drops.iloc[0:0])
     assert "no counterfactual results" in empty.axes[0].texts[0].get_text()

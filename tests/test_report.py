@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 from fake_records import accuracy, write_fake, write_mitigations, write_study
 
+from helpers import readme as readme_blocks
+from helpers import validity
 from helpers import records, report, tables
 from helpers.__main__ import main as cli
 
@@ -55,7 +57,7 @@ def test_report_with_records(results):
 
 
 def test_mitigations_are_reported(tmp_path):
-    folder = write_mitigations(tmp_path / "results", tables.MITIGATIONS)
+    folder = write_mitigations(tmp_path / "results", validity.MITIGATIONS)
     report.write_report(folder, html=False)
     text = (folder / "README.md").read_text()
     assert "Mitigations on and off" in text and "sample_rate=16000 vs defaults, audio_mel (audio)" in text
@@ -75,9 +77,9 @@ def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
     assert "| share of peak | >= 0.5 | 25.0% | **no** |" in performance
     assert "| warm load | < 2 s | 0.50 s | yes |" in performance and "| full study | < 3600 s | not measured | – |" in performance
     readme = tmp_path / "README.md"
-    begin, end = report.BLOCK.format(name="results"), report.BLOCK_END.format(name="results")
+    begin, end = readme_blocks.BLOCK.format(name="results"), readme_blocks.BLOCK_END.format(name="results")
     readme.write_text(f"# Title\n\nbefore\n{begin}\nstale numbers\n{end}\nafter\n")
-    assert report.update_readme_blocks(readme, out["blocks"]) == ["results"]   # no performance markers
+    assert readme_blocks.update_readme_blocks(readme, out["blocks"]) == ["results"]   # no performance markers
     text = readme.read_text()
     assert "stale numbers" not in text and text.startswith("# Title\n\nbefore\n" + begin)
     assert text.endswith(end + "\nafter\n") and "| imagenet | linear_probe |" in text

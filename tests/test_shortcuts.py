@@ -1,6 +1,5 @@
 """Shortcut tools: counterfactual transforms, mitigations and nuisance audits (synthetic data)."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -9,6 +9,7 @@ from fake_records import accuracy, fake_record, write_fake, write_mitigations, w
 from scipy import stats
 
 from helpers import records, tables
+from helpers import validity
 from helpers.config import StudyError
 
 
@@ -153,21 +154,21 @@ def test_counterfactual_drops_of_a_record_and_of_a_table_agree(df):
     record = fake_record("02_baselines", 1)
     record["results"] += [{"method": "image", "protocol": "supervised", "view": "image", "test_set": "external",
                            "accuracy": 0.1, "macro_f1": 0.1, "n": 40}]
-    one = tables.counterfactual_drops(record)
+    one = validity.counterfactual_drops(record)
     assert list(one.columns) == ["method", "protocol", "view", "test_set", "plain", "accuracy", "drop"]
     assert len(one) == 5 and np.allclose(one["drop"], -0.1)  # one changed test set per method/view; no external
     row = one[(one["method"] == "imagenet") & (one["view"] == "fused")].iloc[0]
     assert row["test_set"] == "bandlimit_4k" and row["plain"] == pytest.approx(accuracy("imagenet", "linear_probe",
                                                                                         "fused", 1, 0.0, 0.8))
     # the same record in a results table: the same drops, with the run's parameters alongside
-    many = tables.counterfactual_drops(df)
+    many = validity.counterfactual_drops(df)
     same = many[(many["seed"] == 1) & (many["noise"] == 0.0) & (many["fraction"] == 0.8)
                 & (many["notebook"] == "02_baselines")]
     key = ["method", "protocol", "view", "test_set"]
     pd.testing.assert_frame_equal(same[key + ["plain", "accuracy", "drop"]].sort_values(key).reset_index(drop=True),
                                   one.sort_values(key).reset_index(drop=True))
     assert "retrieval" not in set(many["protocol"]) and len(many) == 9 * 5 + 4 * 6
-    assert tables.counterfactual_drops({"results": []}).empty
+    assert validity.counterfactual_drops({"results": []}).empty
 
 
 def test_headline_table_pivots_one_record():
@@ -178,11 +179,11 @@ def test_headline_table_pivots_one_record():
 
 
 def test_mitigation_variants_are_labelled_and_paired(tmp_path):
-    folder = write_mitigations(tmp_path / "results", tables.MITIGATIONS)
+    folder = write_mitigations(tmp_path / "results", validity.MITIGATIONS)
     df = tables.results_table(records.load_records(folder))
-    d = tables.mitigation_variants(df)
+    d = validity.mitigation_variants(df)
     assert set(d["variant"]) == {"defaults", "sample_rate=16000", "none"} and (d["noise"] == 0.0).all()
-    t = tables.mitigation_tables(d)
+    t = validity.mitigation_tables(d)
     assert t["variants"] == ["defaults", "sample_rate=16000", "none"] and t["seeds"] == 3
     p = t["paired"]
     acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
@@ -197,10 +198,10 @@ def test_mitigation_variants_are_labelled_and_paired(tmp_path):
 def test_mitigation_constants_follow_the_study_code():
     """The tables name a few of the study's settings without importing torch; they must not drift from the source."""
     from helpers import schema, shortcuts
-    assert {k: schema.PARAMS[k].default for k in tables.MITIGATIONS} == tables.MITIGATIONS
-    assert tables.MITIGATIONS["sample_rate"] != tables.MITIGATION_OFF["sample_rate"]
-    assert set(tables.MITIGATIONS) == set(tables.MITIGATION_OFF)
-    assert tables.AUDIO_TEST_SETS == tuple(shortcuts.AUDIO_COUNTERFACTUALS)
+    assert {k: schema.PARAMS[k].default for k in validity.MITIGATIONS} == validity.MITIGATIONS
+    assert validity.MITIGATIONS["sample_rate"] != validity.MITIGATION_OFF["sample_rate"]
+    assert set(validity.MITIGATIONS) == set(validity.MITIGATION_OFF)
+    assert validity.AUDIO_TEST_SETS == tuple(shortcuts.AUDIO_COUNTERFACTUALS)
 
 
 def test_clustering_scores_are_summarised_over_seeds(results):
@@ -216,7 +217,7 @@ def test_clustering_scores_are_summarised_over_seeds(results):
 
 
 def test_audit_tables_summarise_one_audit_per_seed(results):
-    full, single = tables.audit_tables(records.load_records(results))
+    full, single = validity.audit_tables(records.load_records(results))
     rf = full[(full["modality"] == "audio") & (full["classifier"] == "random_forest")].iloc[0]
     assert rf["n"] == 3 and rf["mean"] == pytest.approx(0.41)   # seeds 0-2 at the largest fraction only
     assert set(single["feature"]) == {"duration", "majority"}

@@ -1,0 +1,136 @@
+"""The records of parameter grids, for the analysis notebooks (05 label noise, 07 scaling): collect a grid's
+points from the run folders, and run the missing ones with the sweep's own point code (helpers.sweeps)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import records
+from .config import REPO_ROOT, RESULTS_DIR, StudyError
+from .sweeps import ERROR_NAME, _first_line, _point_record, _process, load_grid, run_point
+
+
+def resolve_results_dir(results_dir) -> Path:
+    """The results folder a notebook parameter names: "" or "results" is helpers.config.RESULTS_DIR
+    (results/, or $STUDY_RESULTS when set, as in the tests); another relative path is taken from
+    the repository root (a notebook's working directory may be notebooks/)."""
+    if not results_dir or str(results_dir).rstrip("/") == "results":
+        return RESULTS_DIR
+    path = Path(results_dir).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def run_missing_points(notebook, points, results_dir, timeout=None):
+    """Run each point that has no record with the sweep's own point code (_process: the same run folders
+    and point locks, so a concurrent sweep never runs a point twice at once; a point whose folder holds
+    an error.txt is left alone). Unlike `python -m helpers sweep`, points recorded by an older code
+    version are not re-run: an analysis notebook fills gaps, a sweep refreshes.
+    A DataFrame with one row per point: the parameters, status, seconds, run_dir, error."""
+    import pandas as pd
+
+    def execute(point, run_dir):
+        return run_point(notebook, point, run_dir, timeout=timeout)
+    rows = []
+    for point in points:
+        run_dir = records.default_run_dir(Path(notebook).stem, point, results_dir).resolve()
+        row = _process(point, run_dir, None, False, execute, wait=True)
+        rows.append({**point, **{k: row.get(k) for k in ("status", "seconds", "run_dir", "error")}})
+    return pd.DataFrame(rows)
+
+
+def collect_grid(grid, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False) -> dict:
+    """The records of a grid's points (read from their run folders); with run_missing, first run
+    the points that have no record (run_missing_points).
+
+    A record counts when its parameters match the point, whatever code version made it: re-run
+    stale points with `python -m helpers sweep GRID --profile ...`. Returns {"grid", "notebook",
+    "points", "records", "missing" (points without a record), "failed" (run folders with
+    error.txt and their first line), "ran" (True if points were run), "sweep" (their table or
+    None)}. Raises StudyError when the grid or its notebook does not exist.
+    """
+    results_dir = resolve_results_dir(results_dir)
+    notebook, points = load_grid(grid, profile)
+
+    def read():
+        found, missing, failed = [], [], []
+        for point in points:
+            run_dir = records.default_run_dir(notebook.stem, point, results_dir)
+            record = _point_record(run_dir, point)
+            if record is not None:
+                found.append({**record, "run_dir": str(run_dir)})
+            else:
+                missing.append(point)
+                if (run_dir / ERROR_NAME).exists():
+                    failed.append({"run_dir": str(run_dir), "error": _first_line(run_dir / ERROR_NAME)})
+        return found, missing, failed
+
+    found, missing, failed = read()
+    table = None
+    if missing and run_missing:
+        start = time.perf_counter()
+        table = run_missing_points(notebook, missing, results_dir)
+        table.attrs["seconds"] = time.perf_counter() - start
+        found, missing, failed = read()
+    return {"grid": str(grid), "notebook": notebook.stem, "points": points, "records": found, "missing": missing,
+            "failed": failed, "ran": table is not None, "sweep": table}
+
+
+def collect_grids(grids, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False):
+    """collect_grid for several grids; a grid whose notebook or file does not exist yet is reported,
+    not raised. Returns (all records, a DataFrame with one status row per grid)."""
+    import pandas as pd
+
+    all_records, status = [], []
+    for grid in grids:
+        try:
+            got = collect_grid(grid, profile, results_dir, run_missing)
+        except StudyError as e:
+            status.append({"grid": grid, "notebook": None, "points": 0, "records": 0, "missing": None,
+                           "failed": None, "ran_points": 0, "note": f"skipped: {e}"})
+            continue
+        all_records += got["records"]
+        seconds = got["sweep"].attrs.get("seconds") if got["sweep"] is not None else None
+        note = "; ".join(f"{Path(f['run_dir']).name}: {f['error']}" for f in got["failed"][:3])
+        status.append({"grid": grid, "notebook": got["notebook"], "points": len(got["points"]),
+                       "records": len(got["records"]), "missing": len(got["missing"]), "failed": len(got["failed"]),
+                       "ran_points": 0 if got["sweep"] is None else int((got["sweep"]["status"] == "ran").sum()),
+                       "run_seconds": None if seconds is None else round(seconds, 1),
+                       "code_versions": ",".join(sorted({str(r.get("code_version")) for r in got["records"]})),
+                       "note": note})
+    return all_records, pd.DataFrame(status)
+
+
+def collect_analysis(grids, profile: str = "quick", results_dir="results", run_missing: bool = False) -> dict:
+    """What an analysis notebook (05, 07) starts from: the records of several grids (a list of names, or
+    one comma-separated string) under resolve_results_dir(results_dir), the points without a record run
+    first if run_missing, stacked into one results table (helpers.tables.results_table).
+
+    Returns {"grids": the names, "results_dir", "records", "status" (collect_grids' table, one row per
+    grid), "df" (the results table), "notes" (sentences on grids without records and on failed points,
+    for a conclusion)}. Raises StudyError, naming the sweep to run, when no grid has a result record."""
+    import pandas as pd
+
+    from .tables import results_table
+
+    names = [g.strip() for g in grids.split(",") if g.strip()] if isinstance(grids, str) else [str(g) for g in grids]
+    if not names:
+        raise StudyError("collect_analysis: name at least one grid, e.g. grids = \"noise_02\"")
+    path = resolve_results_dir(results_dir)
+    recs, status = collect_grids(names, profile, path, run_missing=run_missing)
+    df = results_table(recs)
+    if df.empty:
+        first = names[0] if names[0].endswith(".yaml") or "/" in names[0] else f"params/{names[0]}.yaml"
+        raise StudyError(f"no records for grids {names} (profile {profile!r}) under {path}/runs; set run_missing = "
+                         f"True, or run e.g. `python -m helpers sweep {first} --profile {profile}` first"
+                         + "".join(f"; {g}: {n}" for g, n in zip(status["grid"], status["note"]) if n))
+    notes = []
+    skipped = status.loc[status["records"] == 0, "grid"].tolist()
+    if skipped:
+        notes.append(f"No records for {', '.join(map(str, skipped))} (see the status table): those methods are "
+                     "missing here.")
+    failed = int(pd.to_numeric(status["failed"], errors="coerce").fillna(0).sum())
+    if failed:
+        notes.append(f"**{failed} point(s) failed** (their error.txt is named in the status table); rerun with "
+                     "`python -m helpers sweep ... --retry-failed`.")
+    return {"grids": names, "results_dir": path, "records": recs, "status": status, "df": df, "notes": notes}
+

@@ -66,6 +66,9 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
     figures, notebooks, problems, blocks = [], {}, [], {}
     if html:
         notebooks, problems = _render_notebooks(results_dir, nb_dir)
+    else:   # not rendered now: the pages an earlier report rendered are still there, so keep listing them
+        notebooks = {p.stem: {"html": p.name, "source": "rendered by an earlier report", "ok": True}
+                     for p in sorted(nb_dir.glob("*.html"))}
     if df.empty:
         lines += ["## No results yet", "",
                   f"No metrics records with results were found under `{results_dir / 'runs'}`"
@@ -249,10 +252,15 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     for view in [v for v in VIEW_ORDER if v in set(s["view"])]:
         sv = s[s["view"] == view].sort_values("val_mean", ascending=False, na_position="last")
         top = sv.iloc[0]
-        chosen = (f"best on validation (accuracy {top['val_mean']:.3f} there) is" if pd.notna(top["val_mean"])
-                  else "no validation scores to rank by; listed first is")
-        text = (f"**{view}** ({where}): {chosen} {top['method']} ({top['protocol']}), test accuracy "
-                f"{format_ci(top['mean'], top['lo'], top['hi'], top['n'])}")
+        if pd.isna(top["val_mean"]):   # older records: nothing to choose by, and the test split is not for choosing
+            out.append(f"**{view}** ({where}): no validation scores in these records, so no method is named best; "
+                       "test accuracy: " + "; ".join(f"{r['method']} ({r['protocol']}) "
+                                                     f"{format_ci(r['mean'], r['lo'], r['hi'], r['n'])}"
+                                                     for _, r in sv.sort_values(["method", "protocol"]).iterrows())
+                       + ".")
+            continue
+        text = (f"**{view}** ({where}): best on validation (accuracy {top['val_mean']:.3f} there) is {top['method']} "
+                f"({top['protocol']}), test accuracy {format_ci(top['mean'], top['lo'], top['hi'], top['n'])}")
         if len(sv) > 1:
             second = sv.iloc[1]
             overlap = (top["n"] > 1 and second["n"] > 1 and second["hi"] >= top["lo"]
@@ -268,6 +276,8 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         if sv.empty:
             return None
         top = sv.sort_values("val_mean", ascending=False, na_position="last").iloc[0]
+        if pd.isna(top["val_mean"]):
+            return None
         return {"method": top["method"], "protocol": top["protocol"], "view": view}
 
     pairs = []
@@ -305,7 +315,7 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     if len(tested) > 1:
         adjusted = holm([p for _, p in tested])
         out.append(f"{len(tested)} comparisons above; Holm-adjusted paired t-test p-values: "
-                   + "; ".join(f"{t.split(' vs ')[0]}: {p:.3g}" if p is not None else f"{t}: n/a"
+                   + "; ".join(f"{t}: {p:.3g}" if p is not None else f"{t}: n/a"
                                for (t, _), p in zip(tested, adjusted)) + ".")
 
     for x, other in (("noise", "fraction"), ("fraction", "noise")):

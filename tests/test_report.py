@@ -203,3 +203,17 @@ def test_best_is_chosen_on_validation_never_on_test(tmp_path):
     report.write_report(tmp_path, html=False)
     line = next(l for l in (tmp_path / "README.md").read_text().splitlines() if l.startswith("- **image**"))
     assert "best on validation (accuracy 0.900 there) is image (supervised)" in line and "next imagenet" in line
+
+
+def test_without_validation_scores_no_method_is_named_best(tmp_path):
+    from fake_records import fake_record, write_fake
+    for seed in range(2):
+        r = fake_record("02_baselines", seed)
+        for row in r["results"]:
+            row.pop("val_accuracy", None)        # records written before rows carried a validation score
+        write_fake(tmp_path, r)
+    report.write_report(tmp_path, html=False)
+    text = (tmp_path / "README.md").read_text()
+    line = next(l for l in text.splitlines() if l.startswith("- **image**"))
+    assert "no method is named best" in line and "image (supervised)" in line and "imagenet (linear_probe)" in line
+    assert "fusion vs the best image-only model" not in text     # no "best" to compare with

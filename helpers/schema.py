@@ -194,13 +194,12 @@ PARAMS: dict[str, Param] = {
 
 # The parameters each notebook takes, and where its quick profile differs from PARAMS' default.
 _STUDY = ("fraction", "noise", "noise_kind", "seed", "sample_rate", "normalize_loudness", "random_crop", "augment",
-          "audio_augment",
-          "epochs", "patience", "spec_augment", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds", "lowpass_hz",
-          "dataset", "external_data", "device", "progress", "run_dir")
+          "audio_augment", "epochs", "patience", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds",
+          "lowpass_hz", "dataset", "external_data", "device", "progress", "run_dir")
 _GRID_ANALYSIS = ("profile", "results_dir", "run_missing", "grids", "run_dir")
 NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {
     "01_data_exploration": (("dataset", "seed", "noise", "noise_kind", "run_dir"), {"noise": 0.2}),
-    "02_baselines": (_STUDY, {"fraction": 0.2}),
+    "02_baselines": (_STUDY + ("spec_augment",), {"fraction": 0.2}),
     "03_contrastive": (_STUDY + ("probe_noise", "objective", "audio_encoder", "proj_dim", "simclr", "remedy", "drop_rate",
                                  "finetune_epochs"),
                        {"fraction": 0.2, "objective": "contrastive,supcon,image_bound"}),
@@ -208,17 +207,17 @@ NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {
                                 "finetune_epochs"),
                       {"fraction": 0.2, "objective": "mvae,autoencoder"}),
     "05_label_noise": (_GRID_ANALYSIS, {}),
-    "06_translation": (_STUDY + ("fractions", "translator_encoder", "latent_dim", "decoder_width", "class_weight",
+    "06_translation": (_STUDY + ("spec_augment", "fractions", "translator_encoder", "latent_dim", "decoder_width", "class_weight",
                                  "mvae", "griffin_lim_iters"),
                        {"latent_dim": 64}),
     "07_scaling": (_GRID_ANALYSIS[:-1] + ("target_accuracy", "run_dir"), {}),
-    "08_visualization": (_STUDY + ("probe_noise", "methods", "reuse", "perplexity"),
+    "08_visualization": (_STUDY + ("spec_augment", "probe_noise", "methods", "reuse", "perplexity"),
                          {"methods": "image,audio_mel,audio_wave,imagenet,contrastive,mvae"}),
 }
 # Choices that depend on the notebook.
 NOTEBOOK_CHOICES = {("03_contrastive", "objective"): CONTRASTIVE_OBJECTIVES,
                     ("04_generative", "objective"): GENERATIVE_OBJECTIVES}
-# The parameters that only say where things are: not hashed into a run's identity beyond run_dir.
+# Not passed on to the cores: it says where the record goes, not what is computed.
 NOT_PASSED = ("run_dir",)
 
 
@@ -246,6 +245,9 @@ def param(notebook, name: str) -> Param:
 
 def names(notebook) -> tuple[str, ...]:
     return NOTEBOOKS[_stem(notebook)][0]
+
+
+STUDY_PARAMS = _STUDY   # what every notebook that trains a model takes: data, split, inputs, budget
 
 
 def defaults(notebook) -> dict:

@@ -325,7 +325,7 @@ def get_mvae(study: Study, how: str = "auto", epochs: int | None = None) -> tupl
             return found
     p = study.params
     # the shared parameters only: latent size and beta are notebook 04's own defaults
-    gp = {k: v for k, v in p.items() if k in schema.names("02_baselines") and k != "external_data"}
+    gp = {k: v for k, v in p.items() if k in schema.STUDY_PARAMS and k != "external_data"}
     gp |= {"objective": "mvae", "audio_encoder": "audio_mel", "finetune_epochs": 0,
            "epochs": p["epochs"] if epochs is None else epochs}
     t0 = time.perf_counter()

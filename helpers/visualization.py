@@ -206,7 +206,7 @@ def train_cross_modal(study: Study, method: str, epochs: int):
     (no fine-tuning). Returns (model, info)."""
     from . import pretraining as pt
     notebook, objective = CROSS_MODAL[method]
-    params = {k: v for k, v in study.params.items() if k in schema.names("02_baselines")}
+    params = {k: v for k, v in study.params.items() if k in schema.STUDY_PARAMS}
     params |= {"objective": objective, "finetune_epochs": 0, "epochs": epochs}
     t0 = time.perf_counter()
     if notebook == "03_contrastive":

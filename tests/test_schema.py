@@ -110,3 +110,10 @@ def test_markdown_table_lists_every_parameter():
 def test_readme_parameter_table_is_the_schema():
     readme = (REPO_ROOT / "README.md").read_text()
     assert schema.markdown_table() in readme, "paste `python -m helpers params --markdown` into the README"
+
+
+def test_the_shared_study_parameters_are_taken_by_every_training_notebook():
+    """Cores hand each other schema.STUDY_PARAMS (06 trains an MVAE with 04's core, 08 the models of 02-04):
+    every notebook that trains a model must take all of them."""
+    for stem in ("02_baselines", "03_contrastive", "04_generative", "06_translation", "08_visualization"):
+        assert set(schema.STUDY_PARAMS) <= set(schema.names(stem)), stem

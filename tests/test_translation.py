@@ -142,7 +142,7 @@ def test_load_mvae_from_a_matching_run(env, tmp_path):
     run = tmp_path / "runs" / "04_generative" / "abc"
     (run / "mvae").mkdir(parents=True)
     torch.save(vae.state_dict(), run / "mvae" / "vae.pt")
-    shared = {k: v for k, v in study.params.items() if k in schema.names("02_baselines")}
+    shared = {k: v for k, v in study.params.items() if k in schema.STUDY_PARAMS}
     params = {**generative, **shared, "objective": "mvae"}
     params = {k: v for k, v in params.items() if k not in ("class_weight", "fractions", "mvae", "griffin_lim_iters")}
     (run / "metrics.json").write_text(json.dumps({"notebook": "04_generative", "params": params}))

@@ -111,7 +111,7 @@ def test_saved_encoders_are_found_and_loaded(env, tmp_path):
     contrastive = schema.defaults("03_contrastive")
     model = ContrastiveModel("audio_mel", p["embed_dim"], p["sample_rate"], contrastive["proj_dim"], False)
     heads = torch.nn.ModuleDict({"heads": model.heads, "logit_scale": model.logit_scale})
-    _fake_run(tmp_path, "03_contrastive", "c", {**contrastive, **{k: v for k, v in p.items() if k in schema.names("02_baselines")},
+    _fake_run(tmp_path, "03_contrastive", "c", {**contrastive, **{k: v for k, v in p.items() if k in schema.STUDY_PARAMS},
                                           "objective": "contrastive,supcon"},
               {"contrastive/image_encoder.pt": model.encoders["image"],
                "contrastive/audio_encoder.pt": model.encoders["audio"], "contrastive/heads.pt": heads})

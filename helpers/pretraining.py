@@ -198,6 +198,7 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
 
     X_val = {m: study.inputs(m, study.split[m].val) for m in ("audio", "image")}
     y_a, y_i = study.labels("audio", "val"), study.labels("image", "val", noisy=False)  # as the pairs are formed
+    initial_scale = float(model.logit_scale().detach().exp())   # is the temperature learned? recorded beside the end
     t0 = time.perf_counter()
     history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
@@ -210,7 +211,8 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
         study, method, {m: model.embedder(m) for m in ("audio", "image")}, slice(0, d), slice(d, None),
         model.encoders, p["audio_encoder"])
     record = make_record(study, "03_contrastive", rows, details,
-                         history={method: history.as_dict() | {"logit_scale": float(model.logit_scale().detach().exp())}},
+                         history={method: history.as_dict() | {"logit_scale": float(model.logit_scale().detach().exp()),
+                                                               "logit_scale_initial": initial_scale}},
                          finetune_history={method: ft_history}, method=method, pairing=pairs.summary(),
                          drop_rate_used=drop)
     _save(run_dir, {"image_encoder": model.encoders["image"], "audio_encoder": model.encoders["audio"],

@@ -22,10 +22,10 @@ from .items import item_comparison, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .plots import counterfactual_bars, headline_figure, plot_curve
 from .readme import performance_lines, update_readme_blocks
+from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_table, clustering_table, compare_methods,
+                     condition_columns, convergence_table, effect_table, format_ci, format_diff, headline_condition,
+                     param_columns, primary_protocols, results_table, select, summarise, temperature_table)
 from .tables import md_table as _md_table
-from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_table, clustering_table,
-                    compare_methods, condition_columns, effect_table, convergence_table, format_ci, format_diff,
-                    headline_condition, param_columns, primary_protocols, results_table, select, summarise)
 from .validity import (MITIGATIONS, audit_tables, counterfactual_drops, external_drops, mitigation_tables,
                       mitigation_variants)
 
@@ -497,6 +497,11 @@ def _convergence_section(records) -> list[str]:
     if not flagged.empty:
         lines += ["Flagged: " + ", ".join(f"{r.notebook} {r.model} ({r.still_improving}/{r.runs})"
                                           for r in flagged.itertuples()) + ".", ""]
+    t = temperature_table(records)
+    if not t.empty:
+        lines += ["Contrastive temperature, as the learnable logit scale 1/T at the start and at the kept epoch "
+                  "(mean over runs): " + "; ".join(f"{r.method} {r.initial:.2f} -> {r.kept:.2f} ({r.runs} runs)"
+                                                   for r in t.itertuples()) + ".", ""]
     return lines
 
 

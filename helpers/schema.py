@@ -169,8 +169,9 @@ PARAMS: dict[str, Param] = {
     "decoder_width": _int(16, "channels of the decoders (an MVAE step decodes 3 posteriors into 2 modalities)", 4),
     "fractions": _text("0.2,0.8", "training fractions at which fill-missing is measured, comma-separated",
                        kind=SCIENTIFIC),
-    "translator_encoder": _choice("judge", "judge: the source judge's encoder, frozen; own: trained with a class "
-                                  "term", ("judge", "own")),
+    "translator_encoder": _choice("own", "own: an encoder of its own, trained with a class term; judge: the source "
+                                  "judge's, frozen (a translation is then a function of the judge's output)",
+                                  ("own", "judge")),
     "class_weight": _float(1.0, "weight of the translators' class term", 0.0),
     "mvae": _choice("auto", "auto: reuse a matching notebook-04 MVAE, else train one; train; off",
                     ("auto", "train", "off")),

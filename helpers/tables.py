@@ -461,6 +461,18 @@ def _training_histories(node, path=()):
                 yield from _training_histories(v, path + (str(k),))
 
 
+def temperature_table(records) -> pd.DataFrame:
+    """Contrastive runs: the learnable logit scale (1 / temperature) at the start and at the kept epoch, per method
+    (mean over runs), so a temperature that never moves is seen."""
+    rows = [{"method": m, "initial": h["logit_scale_initial"], "kept": h["logit_scale"]}
+            for r in records for m, h in (r.get("history") or {}).items()
+            if isinstance(h, dict) and "logit_scale_initial" in h and "logit_scale" in h]
+    if not rows:
+        return pd.DataFrame(columns=["method", "runs", "initial", "kept"])
+    df = pd.DataFrame(rows)
+    return df.groupby("method").agg(runs=("kept", "size"), initial=("initial", "mean"), kept=("kept", "mean")).reset_index()
+
+
 def convergence_table(records) -> pd.DataFrame:
     """Per notebook and trained model: runs, steps taken and kept (medians), how many stopped by the patience
     rule, and how many ended their budget still improving on validation (not converged by the rule)."""

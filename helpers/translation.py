@@ -8,11 +8,11 @@ every epoch, so a clip is paired with any image of its (noisy) label's class):
   (training class means of the target, weighted by those probabilities) plus what a decoder of the
   target modality (`ImageDecoder`, or `MelDecoder` for the standardised log-mel of `models.LogMel`)
   draws from a latent of the embedding and the probabilities. Loss: per-element squared error /
-  variance of the target. translator_encoder="judge" (default, fast): encoder and head are the
-  source modality's judge (below), frozen, so only the decoder learns (and in fill_missing the
-  translation carries no information the source judge did not already have); "own": its own
-  encoder, trained end to end, with class_weight * cross-entropy on the source's noisy labels added
-  as the class term.
+  variance of the target. translator_encoder="own" (default): its own encoder, trained end to end,
+  with class_weight * cross-entropy on the source's noisy labels added as the class term, so the
+  judges that score it are independent of it; "judge" (faster): encoder and head are the source
+  modality's judge (below), frozen, so only the decoder learns (and in fill_missing the translation
+  then carries no information the source judge did not already have).
 * "mvae_cross": the cross decoders of notebook 04's multimodal VAE (helpers.pretraining): the
   posterior mean of one modality alone, decoded into the other.
 

@@ -217,3 +217,15 @@ def test_without_validation_scores_no_method_is_named_best(tmp_path):
     line = next(l for l in text.splitlines() if l.startswith("- **image**"))
     assert "no method is named best" in line and "image (supervised)" in line and "imagenet (linear_probe)" in line
     assert "fusion vs the best image-only model" not in text     # no "best" to compare with
+
+
+def test_the_contrastive_temperature_is_reported_at_start_and_end(tmp_path):
+    from fake_records import fake_record, write_fake
+    for seed in range(2):
+        r = fake_record("03_contrastive", seed)
+        r["history"] = {"contrastive": {"best_epoch": 3, "steps": 40, "best_step": 30, "stopped_early": True,
+                                        "still_improving": False, "logit_scale_initial": 14.29,
+                                        "logit_scale": 20.0 + seed}}
+        write_fake(tmp_path, r)
+    report.write_report(tmp_path, html=False)
+    assert "contrastive 14.29 -> 20.50 (2 runs)" in (tmp_path / "README.md").read_text()

@@ -161,3 +161,19 @@ def test_parameters_are_checked(env):
             schema.parse_fractions(bad)
     with pytest.raises(StudyError, match="mvae"):
         tr.run_translation(dict(dataset=str(env["yaml"]), **SMALL, mvae="maybe"))
+
+
+def test_by_default_a_translator_does_not_read_the_judge(env, monkeypatch):
+    """translator_encoder="own" (the default): run_translation trains the translators without the judges, so a
+    judge scoring a translation is independent of it."""
+    from helpers import schema
+    assert schema.defaults("06_translation")["translator_encoder"] == "own"
+    sources = []
+    real = tr.train_translator
+
+    def spy(study, direction, num_epochs=None, source_classifier=None):
+        sources.append(source_classifier)
+        return real(study, direction, num_epochs=num_epochs, source_classifier=source_classifier)
+    monkeypatch.setattr(tr, "train_translator", spy)
+    tr.run_translation(dict(dataset=str(env["yaml"]), **SMALL, mvae="off", fractions="0.8", griffin_lim_iters=2))
+    assert sources and all(s is None for s in sources)

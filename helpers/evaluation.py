@@ -256,17 +256,18 @@ def product_rule(probas: list, prior) -> np.ndarray:
     return _softmax(logs[0] + logs[1] - np.log(prior / prior.sum())[None, :])
 
 
-def stacked_fusion(probas_val: list, y_val, probas_test: list, num_classes: int, seed: int = 0) -> np.ndarray | None:
-    """A logistic regression fitted on the validation pairs' log-probabilities of both views, applied to the
-    test pairs: it learns how much to trust each view. None when the validation pairs hold < 2 classes."""
+def stacked_fusion(probas_val: list, y_val, num_classes: int, seed: int = 0):
+    """A logistic regression fitted on the validation pairs' log-probabilities of both views: it learns how much
+    to trust each view. Returns a function of the test pairs' probabilities (a list, one array per view) giving
+    fused probabilities, or None when the validation pairs hold fewer than 2 classes."""
     y = np.asarray(y_val, dtype=int)
     if len(np.unique(y)) < 2:
         return None
-    # log-probabilities floored as raw outputs are: the stacker's inputs stay finite and comparable
-    X_val = np.hstack([_log_proba(p) for p in probas_val])
-    X_test = np.hstack([_log_proba(p) for p in probas_test])
-    model = LogisticRegression(C=1.0, max_iter=5000, random_state=seed).fit(X_val, y)
-    return _full_proba(model, model.predict_proba(X_test), num_classes)
+
+    def features(probas):   # log-probabilities floored as raw outputs are: finite and comparable
+        return np.hstack([_log_proba(p) for p in probas])
+    model = LogisticRegression(C=1.0, max_iter=5000, random_state=seed).fit(features(probas_val), y)
+    return lambda probas_test: _full_proba(model, model.predict_proba(features(probas_test)), num_classes)
 
 
 def fuse_proba(*probas) -> np.ndarray:

@@ -348,25 +348,23 @@ def _rows_from_probas(study: Study, method: str, protocol: str, probas: dict[str
         T = {m: ev.fit_temperature(*val[m]) if val else 1.0 for m in MODALITIES}
         cal = {m: {n: ev.calibrate(p, T[m]) for n, p in probas[m].items()} for m in MODALITIES}
         prior = np.bincount(study.labels("image", "train"), minlength=study.num_classes) + 1.0
-        stacked = None
+        stacker = None
         if val:   # the stacker learns on validation pairs, formed as the training pairs are
             va, vi = val_pairs(study, np.random.default_rng(60_000 + study.params["seed"]))
             if len(va):
-                stacked = ([ev.calibrate(val["audio"][0], T["audio"])[va], ev.calibrate(val["image"][0], T["image"])[vi]],
-                           val["audio"][1][va])
-                fused_val = ev.product_rule(stacked[0], prior)
-                val_accuracy["fused"] = float(np.mean(fused_val.argmax(1) == stacked[1]))
-                val_accuracy["image_on_pairs"] = float(np.mean(stacked[0][1].argmax(1) == stacked[1]))
+                pv = [ev.calibrate(val["audio"][0], T["audio"])[va], ev.calibrate(val["image"][0], T["image"])[vi]]
+                y_v = val["audio"][1][va]
+                stacker = ev.stacked_fusion(pv, y_v, study.num_classes, seed=study.params["seed"])
+                val_accuracy["fused"] = float(np.mean(ev.product_rule(pv, prior).argmax(1) == y_v))
+                val_accuracy["image_on_pairs"] = float(np.mean(pv[1].argmax(1) == y_v))
                 # fused_stacked is fitted on these validation pairs: its validation score would be in-sample
         names = [n for n in dict.fromkeys([*probas["audio"], *probas["image"]]) if n != "external"]
         for test_set in names:   # a counterfactual of one modality is fused with the other's plain test items
             pa = cal["audio"].get(test_set, cal["audio"]["test"])[a_pos]
             pi = cal["image"].get(test_set, cal["image"]["test"])[i_pos]
             add("fused", test_set, y_pair, ev.product_rule([pa, pi], prior))
-            if stacked is not None:
-                fused = ev.stacked_fusion(*stacked, [pa, pi], study.num_classes, seed=study.params["seed"])
-                if fused is not None:
-                    add("fused_stacked", test_set, y_pair, fused)
+            if stacker is not None:
+                add("fused_stacked", test_set, y_pair, stacker([pa, pi]))
             if test_set in probas["image"]:
                 add("image_on_pairs", test_set, y_pair, probas["image"][test_set][i_pos])
         details[f"{method}/{protocol}/calibration"] = {"temperature": T, "fused_prior": "image training labels"}

@@ -280,11 +280,11 @@ def test_stacked_fusion_learns_to_ignore_a_view_that_carries_nothing():
     from helpers.evaluation import stacked_fusion
     P, y = _overconfident(n=600, accuracy=0.8, confidence=0.7, seed=2)
     noise = np.random.default_rng(3).dirichlet(np.ones(4), size=600)
-    fused = stacked_fusion([P[:300], noise[:300]], y[:300], [P[300:], noise[300:]], 4)
+    fused = stacked_fusion([P[:300], noise[:300]], y[:300], 4)([P[300:], noise[300:]])
     assert (fused.argmax(1) == y[300:]).mean() >= (P[300:].argmax(1) == y[300:]).mean() - 0.02
     mean = (P[300:] + noise[300:]) / 2
     assert (fused.argmax(1) == y[300:]).mean() > (mean.argmax(1) == y[300:]).mean()   # the average is hurt
-    assert stacked_fusion([P[:5], P[:5]], np.zeros(5, dtype=int), [P[:2], P[:2]], 4) is None
+    assert stacked_fusion([P[:5], P[:5]], np.zeros(5, dtype=int), 4) is None
 
 
 # ---- item-level statistics --------------------------------------------------------------------

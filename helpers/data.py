@@ -441,16 +441,18 @@ class EvaluationSet:
 
 
 def load_evaluation_set(spec: str | Path | DatasetSpec, study_classes: list[str], *, sample_rate: int,
-                        image_size: int, buffer_seconds: float = 4.0, progress: bool = True) -> EvaluationSet:
-    """Every modality of `spec` that has files, relabelled to the study's classes (no split is made)."""
+                        image_size: int, buffer_seconds: float = 4.0, progress: bool = True,
+                        modalities=("audio", "image")) -> EvaluationSet:
+    """Every modality of `spec` (among `modalities`) that has files, relabelled to the study's classes (no split
+    is made)."""
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     shared = [c for c in spec.classes if c in study_classes]
     if not shared:
         raise StudyError(f"external data {spec.name}: none of its classes {spec.classes} is a study class "
                          f"{study_classes}; map its folders to the study's class names in its YAML")
-    modalities, unknown = {}, {}
+    wanted, modalities, unknown = modalities, {}, {}
     for modality, folder in (("audio", spec.audio_dir), ("image", spec.image_dir)):
-        if not folder:
+        if not folder or modality not in wanted:
             continue
         mod = load_modality(spec, modality, sample_rate=sample_rate, buffer_seconds=buffer_seconds,
                             image_size=image_size, progress=progress)

@@ -491,7 +491,7 @@ def imagenet_images(study: Study) -> tuple[torch.Tensor, torch.Tensor | None]:
     external = None
     if study.external is not None and "image" in study.external.modalities:
         ext = load_evaluation_set(p["external_data"], study.classes, sample_rate=p["sample_rate"],
-                                  image_size=IMAGENET_SIZE, progress=p["progress"])
+                                  image_size=IMAGENET_SIZE, progress=p["progress"], modalities=("image",))
         external = ext.modalities["image"].X
     return X.X, external
 

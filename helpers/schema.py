@@ -151,7 +151,7 @@ PARAMS: dict[str, Param] = {
                      0),
     "finetune_epochs": _int(0, "epochs of supervised fine-tuning of the pre-trained encoders; 0 skips it", 0),
     "spec_augment": _bool(False, "SpecAugment (random frequency and time masks) on the log-mels of training clips"),
-    "lr": _float(2e-3, "AdamW learning rate (cosine schedule)", 1e-6, 1.0, high_open=True),
+    "lr": _float(2e-3, "AdamW peak learning rate (linear warm-up, then cosine to 0)", 1e-6, 1.0, high_open=True),
     "batch_size": _int(64, "items per optimizer step", 2),
     "embed_dim": _int(128, "encoder output size", 2),
     "image_size": _int(64, "images are decoded and cached at this many pixels a side", 8, 512),

@@ -49,7 +49,8 @@ class History:
     best_step: int = 0             # optimizer steps up to the end of the kept epoch
     budget_steps: int = 0          # the steps num_epochs allowed
     stopped_early: bool = False    # validation had not improved for `patience` epochs: converged by the rule
-    still_improving: bool = False  # the budget ended within `patience` epochs of the best: not converged
+    still_improving: bool | None = False  # the budget ended within `patience` epochs of the best: not converged
+    #                                        (None without validation: nothing says whether it converged)
     seconds: float = 0.0
     samples_per_second: float = 0.0
 
@@ -137,7 +138,8 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     else:
         history.best_epoch, history.best_step = len(history.train_loss) - 1, history.steps
     epochs_run = len(history.train_loss)
-    history.still_improving = not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1)
+    history.still_improving = (None if val_score is None else
+                               not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1))
     model.eval()
     history.seconds = time.perf_counter() - start
     history.samples_per_second = history.steps * min(batch_size, num_examples) / max(history.seconds, 1e-9)

@@ -97,6 +97,13 @@ def _known_probas(study):
     return (y_a, pick_a, conf_a), (y_i, pick_i, conf_i)
 
 
+def _known_rows_input(study):
+    """The probabilities and labels of _known_probas in the form _rows_from_probas takes."""
+    (y_a, pick_a, conf_a), (y_i, pick_i, conf_i) = _known_probas(study)
+    return ({"audio": {"test": _proba(pick_a, conf_a)}, "image": {"test": _proba(pick_i, conf_i)}},
+            {"audio": {"test": y_a}, "image": {"test": y_i}})
+
+
 def _expected_fused(study, image_position_of_pair):
     """The fused prediction of every pair by the rule of _known_probas (the more confident modality wins)."""
     (y_a, pick_a, conf_a), (_, pick_i, conf_i) = _known_probas(study)
@@ -146,8 +153,7 @@ def test_known_probas_tell_wrong_alignments_apart(pairs_study):
 def test_fused_rows_use_the_image_each_test_pair_names(pairs_study):
     s = pairs_study
     (y_a, pick_a, conf_a), (y_i, pick_i, conf_i) = _known_probas(s)
-    probas = {"audio": {"test": _proba(pick_a, conf_a)}, "image": {"test": _proba(pick_i, conf_i)}}
-    labels = {"audio": {"test": y_a}, "image": {"test": y_i}}
+    probas, labels = _known_rows_input(s)
     rows, details = _rows_from_probas(s, "m", "p", probas, labels)
     expected = _expected_fused(s, _by_hand_positions(s))
     fused = _test_row(rows, "fused")
@@ -468,8 +474,7 @@ def test_a_models_training_does_not_depend_on_what_was_trained_before(synthetic_
 def test_fused_and_the_image_model_are_scored_on_the_same_pairs(pairs_study):
     s = pairs_study
     (y_a, pick_a, conf_a), (y_i, pick_i, conf_i) = _known_probas(s)
-    probas = {"audio": {"test": _proba(pick_a, conf_a)}, "image": {"test": _proba(pick_i, conf_i)}}
-    labels = {"audio": {"test": y_a}, "image": {"test": y_i}}
+    probas, labels = _known_rows_input(s)
     rows, _ = _rows_from_probas(s, "m", "p", probas, labels)
     on_pairs, fused, image = (_test_row(rows, v) for v in ("image_on_pairs", "fused", "image"))
     assert on_pairs["n"] == fused["n"] == len(s.test_pairs) != image["n"]
@@ -482,8 +487,7 @@ def test_fused_and_the_image_model_are_scored_on_the_same_pairs(pairs_study):
 def test_fusion_is_calibrated_on_validation_and_stacked(pairs_study):
     s = pairs_study
     (y_a, pick_a, conf_a), (y_i, pick_i, conf_i) = _known_probas(s)
-    probas = {"audio": {"test": _proba(pick_a, conf_a)}, "image": {"test": _proba(pick_i, conf_i)}}
-    labels = {"audio": {"test": y_a}, "image": {"test": y_i}}
+    probas, labels = _known_rows_input(s)
     rng = np.random.default_rng(0)
     val = {}
     for m in ("audio", "image"):

@@ -65,6 +65,7 @@ def test_without_validation_the_last_epoch_is_kept():
     model, step = _problem(16)
     history = _fit(model, step, 16, num_epochs=2)
     assert history.best_epoch == 1 and history.val_score == []
+    assert history.still_improving is None   # without validation nothing says whether it converged
 
 
 @pytest.mark.parametrize("n, batch_size, batches", [(10, 4, 2), (12, 4, 3), (5, 64, 1)])

@@ -68,3 +68,26 @@ def statement(result: dict) -> str:
     return (f"{result['mean_diff']:+.3f} [{result['ci_lo']:+.3f}, {result['ci_hi']:+.3f}] over {result['seeds']} "
             f"seed(s) x {result['items']} items (paired bootstrap over seeds and items); discordant items "
             f"{result['a_only']} vs {result['b_only']}, McNemar per seed p <= {result['mcnemar_max_p']:.2g}")
+
+
+def accuracy_interval(records, spec: dict, test_set: str = "test", where: dict | None = None,
+                      notebook: str | None = None, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """Accuracy of one row (spec: method, protocol, view) on `test_set`, mean over the seeds of the records that
+    match `where` (and `notebook`), with an interval that covers both the seeds and the test sample: the
+    two-level bootstrap of ev.paired_bootstrap (seeds, then items) taken against a classifier that is never
+    right, whose difference is the accuracy itself. None when no matching record kept its predictions."""
+    by_seed = {}
+    for r in records:
+        params = r.get("params") or {}
+        if (notebook is not None and r.get("notebook") != notebook) or any(params.get(k) != v
+                                                                            for k, v in (where or {}).items()):
+            continue
+        correct = _correct(r, spec, test_set)
+        if correct is not None:
+            by_seed.setdefault(params.get("seed"), correct)
+    if not by_seed or len({len(c) for c in by_seed.values()}) != 1:
+        return None
+    A = [by_seed[s] for s in sorted(by_seed)]
+    out = ev.paired_bootstrap(A, [np.zeros_like(a) for a in A], n_boot=n_boot, seed=seed)
+    return {"mean": out["mean_diff"], "lo": out["ci_lo"], "hi": out["ci_hi"], "n": out["seeds"],
+            "items": out["items"]}

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import records as rec
 from .evaluation import holm
-from .items import item_comparison, statement as item_statement
+from .items import accuracy_interval, item_comparison, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .plots import counterfactual_bars, headline_figure, plot_curve
 from .readme import performance_lines, update_readme_blocks
@@ -126,11 +126,16 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     for metric in ("accuracy", "macro_f1"):
         s = summarise(head[head[metric].notna()], by=["method", "protocol", "view"], metric=metric)
         lines += [f"**{metric}**", "", _md_table(ci_table(s, ["method", "protocol"], ["view"])), ""]
-        if metric == "accuracy":
-            blocks["results"] = [f"Test-split accuracy ({where}), every method and protocol: mean over seeds, "
-                                 f"[95% t interval], (number of seeds); code version(s) {', '.join(versions)}.", "",
-                                 _md_table(ci_table(s, ["method", "protocol"], ["view"])), "Headline findings:", "",
-                                 *findings]
+    boot = _item_intervals(head, records)
+    if not boot.empty:
+        lines += ["**accuracy, 95% interval over seeds and test items** (two-level bootstrap: seeds, then items; "
+                  "the interval to read when there are few seeds, and the only one with one seed)", "",
+                  _md_table(ci_table(boot, ["method", "protocol"], ["view"])), ""]
+    s = boot if not boot.empty else summarise(head[head["accuracy"].notna()], by=["method", "protocol", "view"])
+    how = "[95% bootstrap interval over seeds and test items]" if not boot.empty else "[95% t interval over seeds]"
+    blocks["results"] = [f"Test-split accuracy ({where}), every method and protocol: mean over seeds, {how}, "
+                         f"(number of seeds); code version(s) {', '.join(versions)}.", "",
+                         _md_table(ci_table(s, ["method", "protocol"], ["view"])), "Headline findings:", "", *findings]
     external = _external_section(d, records, cond, where)
     lines += external
     if len(external) > 3:   # the README's results block gets the external table too
@@ -146,8 +151,12 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
             continue
         at = ", ".join(f"{k}={v}" for k, v in fixed.items())
         lines += [f"## Accuracy against {X_LABELS[x]}{' (' + at + ')' if at else ''}", ""]
-        s = summarise(sl, by=["method", "protocol", "view", x], metric="accuracy")
-        lines += [_md_table(ci_table(s, ["method", "protocol", "view"], [x])), ""]
+        s = _item_intervals(sl, records, by=[x])
+        if s.empty:
+            s = summarise(sl, by=["method", "protocol", "view", x], metric="accuracy")
+        lines += [("Mean over seeds, [95% bootstrap interval over seeds and test items], (seeds):" if "items" in s
+                   else "Mean over seeds, [95% t interval over seeds], (seeds):"), "",
+                  _md_table(ci_table(s, ["method", "protocol", "view"], [x])), ""]
         for metric in ("accuracy", "macro_f1"):
             fig = plot_curve(sl, x=x, metric=metric)
             figures.append(_save(fig, fig_dir / f"{metric}_vs_{x}.png"))
@@ -190,6 +199,24 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     if not variants.empty:
         lines += _mitigation_section(variants, audit_full)
     return lines
+
+
+def _item_intervals(rows: pd.DataFrame, records, by=()) -> pd.DataFrame:
+    """summarise()'s columns for the accuracy of every (method, protocol, view, *by) of `rows`, each from the
+    per-item predictions of exactly the runs of its rows, with the interval of items.accuracy_interval."""
+    if rows.empty or "run_dir" not in rows:
+        return pd.DataFrame()
+    by_dir = {r.get("run_dir"): r for r in records}
+    keys = ["notebook", "method", "protocol", "view", "test_set", *by]
+    out = []
+    for key, group in rows.groupby(keys, sort=False):
+        row = dict(zip(keys, key))
+        chosen = [by_dir[d] for d in group["run_dir"].unique() if d in by_dir]
+        ci = accuracy_interval(chosen, {k: row[k] for k in ("method", "protocol", "view")}, row["test_set"],
+                               notebook=row["notebook"])
+        if ci is not None:
+            out.append({**{k: row[k] for k in ("method", "protocol", "view", *by)}, "metric": "accuracy", **ci})
+    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------------------- choosing what to show

@@ -48,6 +48,12 @@ def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False,
               "split_sizes": {"audio": {"train": int(600 * fraction), "val": 50, "test": 175},
                               "image": {"train": int(650 * fraction), "val": 55, "test": 190}},
               "code_version": "fakecode", "environment": {}}
+    # per-item predictions of the test split: the first round(accuracy * n) items right, the rest wrong
+    y = [i % 3 for i in range(175)]
+    record["test_labels"] = {"audio": y, "image": y, "pairs": y}
+    record["predictions"] = {f"{r['method']}/{r['protocol']}/{r['view']}/test":
+                             [c if i < round(r["accuracy"] * len(y)) else (c + 1) % 3 for i, c in enumerate(y)]
+                             for r in rows if r["test_set"] == "test" and "accuracy" in r}
     if audits:
         record["audits"] = {m: {"all_features": {"majority": {"accuracy": 0.12, "macro_f1": 0.02},
                                                  "logistic": {"accuracy": 0.3 + 0.01 * seed, "macro_f1": 0.2},

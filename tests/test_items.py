@@ -41,3 +41,23 @@ def test_labels_follow_the_view():
     assert items.labels_for(r, "fused").tolist() == [3]            # fused items are the pairs
     with pytest.raises(StudyError, match="no test labels"):
         items.labels_for(r, "audio")
+
+
+def test_accuracy_interval_covers_seeds_and_items():
+    y = np.arange(40) % 4
+    records = []
+    for seed, wrong in enumerate((4, 8, 12)):
+        pa = y.copy()
+        pa[:wrong] = (pa[:wrong] + 1) % 4
+        records.append({**_record(seed, pa.tolist(), y.tolist(), y.tolist()), "notebook": "02_baselines"})
+    A = {"method": "a", "protocol": "p", "view": "image"}
+    r = items.accuracy_interval(records, A, n_boot=500)
+    assert r["mean"] == pytest.approx(np.mean([(40 - w) / 40 for w in (4, 8, 12)]))
+    assert (r["n"], r["items"]) == (3, 40) and r["lo"] < r["mean"] < r["hi"]
+    one = items.accuracy_interval(records[:1], A, n_boot=500)
+    assert one["n"] == 1 and one["lo"] < 0.9 < one["hi"]       # one seed: still an interval, over the items
+    # a perfect classifier has no spread to resample, whatever the seeds
+    perfect = items.accuracy_interval(records, {**A, "method": "b"}, n_boot=100)
+    assert perfect["lo"] == perfect["hi"] == 1.0
+    assert items.accuracy_interval(records, A, where={"noise": 0.2}) is None
+    assert items.accuracy_interval(records, A, notebook="03_contrastive") is None

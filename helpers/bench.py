@@ -62,8 +62,8 @@ TARGETS = (
      ("runs", "pretraining", "seconds")),
     # the quick profile is the smoke test of every grid before a full sweep: ten minutes at most
     ("quick_profile", "quick profile of every grid", "<", 600.0, "s", ("runs", "quick_profile", "seconds")),
-    # the whole study should re-run within an hour after a code change
-    ("full_study_measured", "full study, measured from results/runs", "<", 3600.0, "s",
+    # the converged study re-runs in an afternoon on a 2-core CPU: two hours
+    ("full_study_measured", "full study, measured from results/runs", "<", 7200.0, "s",
      ("runs", "full_study_measured", "wall_s")),
 )
 
@@ -547,7 +547,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
               warmup: int | None = None, steps: int | None = None, budget_s: float | None = None,
               epochs: int | None = None, image_size: int | None = None, clip_seconds: float | None = None,
               matmul_size: int = 2048, notebook_timeout: float | None = None, pretraining: bool = True,
-              keep_cache: bool = False, progress: bool = True) -> dict:
+              grids: bool = True, keep_cache: bool = False, progress: bool = True) -> dict:
     """Run every section; return one JSON-ready dict (see the module docstring). image_size and clip_seconds
     set the shapes of the throughput inputs (default: the study's); the tests shrink them, a report keeps them."""
     from tqdm.auto import tqdm
@@ -565,7 +565,8 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
                    clip_samples=int(round((clip_seconds or study["clip_seconds"]) * sample_rate)))
     workdir = Path(tempfile.mkdtemp(prefix="menagerie-bench-"))
     cache, repeats = workdir / "cache", 1 if quick else 2
-    tasks = (repeats + len(CASES) + 6 + pretraining + (0 if quick else len(_grids()))
+    run_grids = grids and not quick
+    tasks = (repeats + len(CASES) + 6 + pretraining + (len(_grids()) if run_grids else 0)
              + (len(_cuda_amps()) * len(CASES) if torch.cuda.is_available() else 0))
     results: dict = {"bench": {"quick": quick, "spec": spec, "data_root": data_root or str(spec_obj.root),
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir)},
@@ -596,8 +597,9 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
                 "sweep_overhead": one("sweep runner overhead", bench_sweep_overhead, workdir / "overhead", repeats),
                 "pretraining": (one("pre-training run", bench_pretraining, spec) if pretraining
                                 else {"available": False, "reason": "skipped (--no-pretraining)"})}
-            runs["quick_profile"] = ({"available": False, "reason": "skipped (--quick)"} if quick
-                                     else bench_grids(workdir / "sweeps", stage("quick profile"), notebook_timeout))
+            runs["quick_profile"] = (bench_grids(workdir / "sweeps", stage("quick profile"), notebook_timeout)
+                                     if run_grids else
+                                     {"available": False, "reason": "skipped (--quick)" if quick else "skipped (--no-grids)"})
             runs["full_study_measured"] = one("full study, measured", measured_study)
             results["cuda"] = bench_cuda(quick=quick, on_step=stage("cuda"), **step_kw)
     finally:
@@ -632,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default="animals", help="dataset YAML: a name in params/datasets/ or a path")
     parser.add_argument("--data-root", default=None, help="data root (default: $STUDY_DATA, else data/)")
     parser.add_argument("--no-pretraining", dest="pretraining", action="store_false", help="skip the pre-training run")
+    parser.add_argument("--no-grids", dest="grids", action="store_false",
+                        help="skip the quick profile of every grid (the longest section)")
     parser.add_argument("--notebook-timeout", type=float, default=None, help="per-cell limit of the grids' notebooks, s")
     parser.add_argument("--keep-cache", action="store_true", help="keep the temporary cache and run folders")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")

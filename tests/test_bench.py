@@ -102,6 +102,8 @@ def test_command_line_prints_what_run_bench_returns(monkeypatch, capsys):
     assert bench.main(["--json", "--quick", "--spec", "other", "--no-pretraining", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out) == {"seen": "other"}
     assert calls[0]["quick"] is True and calls[0]["pretraining"] is False and calls[0]["progress"] is False
+    assert calls[0]["grids"] is True
+    assert bench.main(["--json", "--no-grids"]) == 0 and calls[1]["grids"] is False
     with pytest.raises(StudyError):
         bench.main(["--notebook-timeout", "0"])
 

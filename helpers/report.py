@@ -24,7 +24,8 @@ from .plots import counterfactual_bars, headline_figure, plot_curve
 from .readme import performance_lines, update_readme_blocks
 from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_table, clustering_table, compare_methods,
                      condition_columns, convergence_table, effect_table, format_ci, format_diff, headline_condition,
-                     param_columns, primary_protocols, results_table, select, summarise, temperature_table)
+                     param_columns, primary_protocols, results_table, select, summarise, target_rows,
+                     temperature_table)
 from .tables import md_table as _md_table
 from .validity import (MITIGATIONS, audit_tables, counterfactual_drops, external_drops, mitigation_tables,
                       mitigation_variants)
@@ -167,6 +168,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         parts = [summarise(retrieval, by=["method", "view"], metric=m) for m in ("recall_at_1", "recall_at_5", "mAP")]
         s = pd.concat(parts, ignore_index=True)
         lines += [f"## Cross-modal retrieval ({where})", "", _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
+    lines += _targets_section(pd.concat([select(d, cond), select(translation, cond)]), records, where)
     lines += _convergence_section(records)
     if not translation.empty:
         lines += _translation_section(translation)
@@ -506,6 +508,28 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}. Its per-class recall on the "
                   "external items, mean over runs: " + ", ".join(f"{c} {v:.2f}" for c, v in mean.items()) + ".", ""]
     return lines
+
+
+def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
+    """The methods' targets (tables.METHOD_TARGETS): the candidate chosen on validation, its accuracy with the
+    interval over seeds and items, and whether the target is met, by how much."""
+    rows = target_rows(d)
+    if rows.empty:
+        return []
+    out = []
+    for (issue, what), group in rows.groupby(["issue", "target"], sort=False):
+        first = group.iloc[0]
+        ci = _item_intervals(group, records)
+        ci = ci.iloc[0] if not ci.empty else summarise(group, by=["method"]).iloc[0]
+        gap = ci["mean"] - first["threshold"]
+        out.append({"issue": issue, "target": what, "test set": first["test_set"],
+                    "method": f"{first['method']} ({first['protocol']}, {first['view']})",
+                    "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"]), "wanted": f">= {first['threshold']:g}",
+                    "met": "yes" if gap >= 0 else f"**no**, by {-gap:.3f}"})
+    return ["## Targets", "", f"The methods' targets ({where}): where several methods qualify, the one with the best "
+            "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
+            "and items] (seeds). The targets are for the methods, never for the comparisons.", "",
+            _md_table(pd.DataFrame(out), index=False), ""]
 
 
 def _convergence_section(records) -> list[str]:

@@ -494,6 +494,61 @@ def convergence_table(records) -> pd.DataFrame:
               .reset_index())
 
 
+# The methods' accuracy targets of the study's issues 14-16 (test split or external set, the headline condition):
+# (issue, what, candidate rows (method, protocol, view), test set, threshold). Of several candidates the one with the
+# best mean validation accuracy is scored, never the best on test; candidates without validation scores (translation
+# judges) are separate targets.
+_AUDIO_FROM_SCRATCH = (("audio_wave", "supervised", "audio"), ("audio_mel", "supervised", "audio"))
+_AUDIO_ALL = _AUDIO_FROM_SCRATCH + (("audio_imagenet", "supervised", "audio"), ("image_bound", "image_probe", "audio"),
+                                    ("image_bound", "linear_probe", "audio"), ("contrastive", "linear_probe", "audio"),
+                                    ("supcon", "linear_probe", "audio"), ("mvae", "linear_probe", "audio"))
+METHOD_TARGETS = (
+    ("14", "audio from scratch", _AUDIO_FROM_SCRATCH, "test", 0.88),
+    ("14", "ImageNet-initialised audio", (("audio_imagenet", "supervised", "audio"),), "test", 0.92),
+    ("14", "image from scratch", (("image", "supervised", "image"),), "test", 0.70),
+    ("14", "ImageNet image probe", (("imagenet", "linear_probe", "image"),), "test", 0.97),
+    ("14", "late fusion (image CNN + the audio model best on validation)", (("late_fusion", "supervised", "fused"),),
+     "test", 0.94),
+    ("14", "ImageNet image + audio, fused", (("imagenet", "linear_probe", "fused"),), "test", 0.985),
+    ("15", "image-bound audio through the image probe (no audio label)", (("image_bound", "image_probe", "audio"),),
+     "test", 0.80),
+    ("15", "image->audio translator, recognised by the audio judge", (("translator", "judge", "image->audio"),),
+     "test", 0.60),
+    ("15", "audio->image translator, recognised by the image judge", (("translator", "judge", "audio->image"),),
+     "test", 0.60),
+    ("15", "image->audio by the MVAE, recognised by the audio judge", (("mvae_cross", "judge", "image->audio"),),
+     "test", 0.60),
+    ("15", "audio->image by the MVAE, recognised by the image judge", (("mvae_cross", "judge", "audio->image"),),
+     "test", 0.60),
+    ("16", "best audio model on the external clips", _AUDIO_ALL, "external", 0.55),
+    ("16", "ImageNet image probe on the external photos", (("imagenet", "linear_probe", "image"),), "external", 0.92),
+    ("16", "image from scratch on the external photos", (("image", "supervised", "image"),), "external", 0.50),
+)
+
+
+def target_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """For each METHOD_TARGETS entry with rows in df: the chosen candidate (best mean validation accuracy over
+    seeds on the study's validation split) and its rows on the target's test set; columns issue, target,
+    threshold, method, protocol, view, test_set, val_mean, plus the rows' own (one per run)."""
+    out = []
+    for issue, what, candidates, test_set, threshold in METHOD_TARGETS:
+        scored = []
+        for method, protocol, view in candidates:
+            rows = df[(df["method"] == method) & (df["protocol"] == protocol) & (df["view"] == view)]
+            on_set = rows[(rows["test_set"] == test_set) & rows["accuracy"].notna()]
+            if on_set.empty:
+                continue
+            val = rows[rows["test_set"] == "test"]["val_accuracy"].mean() if "val_accuracy" in rows else math.nan
+            scored.append((val, on_set))
+        if not scored:
+            continue
+        if len(scored) > 1 and any(pd.isna(v) for v, _ in scored):
+            continue   # nothing to choose by: never the test split
+        val, rows = max(scored, key=lambda s: s[0]) if len(scored) > 1 else scored[0]
+        out.append(rows.assign(issue=issue, target=what, threshold=threshold, val_mean=val))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
 def md_table(df: pd.DataFrame, index: bool = True) -> str:
     if df is None or df.empty:
         return "_(none)_\n"

@@ -3,8 +3,8 @@
 Sections, each target of TARGETS reading one value of them: data (cold preparation, warm load and their
 peak RSS, in child processes, into a temporary STUDY_CACHE); throughput (the project's training steps,
 models, losses and loop, on random inputs of the study's shapes, as samples/s and as a share of the matmul
-peak measured in the same run); pipeline (one supervised run through the project's pipeline and a plain
-tutorial one); runs (sweep-runner overhead, one pre-training run, the quick profile of every grid, the
+peak measured in the same run); batched_seeds (3 seeds of a model apart, against stacked in one
+vmapped step); pipeline (one supervised run through the project's pipeline and a plain tutorial one); runs (sweep-runner overhead, one pre-training run, the quick profile of every grid, the
 full study's wall time measured from results/runs); cuda (the steps on a CUDA GPU, float32 and autocast).
 `--quick`: fewer steps, one epoch, no grids. The report module renders the JSON into Markdown.
 """
@@ -299,6 +299,67 @@ def bench_throughput(*, device: str | torch.device = "cpu", peak_gflops: float, 
             "peak_gflops": peak_gflops, "cases": out}
 
 
+def bench_batched_seeds(kind: str = "image", *, seeds: int = 3, num_classes: int, batch_size: int = 64,
+                        image_size: int = 64, clip_samples: int = 16000, sample_rate: int = 8000, steps: int = 5,
+                        device: str | torch.device = "cpu") -> dict:
+    """A supervised step of `seeds` models of one kind trained apart, against the same models stacked into one
+    (torch.func.stack_module_state, functional_call under vmap), each with its own batch: what training a
+    grid's seeds together would gain on this machine. Batch norm uses batch statistics only on both sides
+    (torch.func.replace_all_batch_norm_modules_), so the two do the same work. A measurement of the technique:
+    the study's training loop does not batch seeds."""
+    import copy
+
+    from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
+
+    from .models import Classifier, make_encoder
+    from .schema import defaults
+    device, embed_dim = torch.device(device), defaults("02_baselines")["embed_dim"]
+    gen = torch.Generator().manual_seed(0)
+    shape = (3, image_size, image_size) if kind == "image" else (clip_samples,)
+    X = torch.rand(seeds, batch_size, *shape, generator=gen).to(device)
+    Y = torch.randint(num_classes, (seeds, batch_size), generator=gen).to(device)
+    models = []
+    for s in range(seeds):
+        torch.manual_seed(s)
+        models.append(replace_all_batch_norm_modules_(Classifier(make_encoder(kind, embed_dim, sample_rate),
+                                                                 num_classes)).to(device).train())
+    apart = [torch.optim.AdamW(m.parameters()) for m in models]
+    params, buffers = stack_module_state(models)
+    together = torch.optim.AdamW(params.values())
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def loss_one(p, b, x, y):
+        return F.cross_entropy(functional_call(base, (p, b), (x,)), y)
+
+    def step_apart():
+        for m, opt, x, y in zip(models, apart, X, Y):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(m(x), y).backward()
+            opt.step()
+
+    def step_together():
+        together.zero_grad(set_to_none=True)
+        vmap(loss_one)(params, buffers, X, Y).sum().backward()
+        together.step()
+
+    def timed(fn):
+        fn()  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        _sync(device)
+        return (time.perf_counter() - t0) / steps
+
+    try:
+        apart_s, together_s = timed(step_apart), timed(step_together)
+    except Exception as err:  # an operator without a vmap rule: reported, the other sections still run
+        return {"kind": kind, "seeds": seeds, "error": f"{type(err).__name__}: {_first_line(str(err))}"}
+    return {"kind": kind, "seeds": seeds, "batch_size": batch_size, "timed_steps": steps, "device": str(device),
+            "apart_step_ms": _r(1e3 * apart_s, 1), "together_step_ms": _r(1e3 * together_s, 1),
+            "gain": _r(apart_s / together_s, 2), "used_by_the_study": False}
+
+
 def _cuda_amps() -> dict:
     """Autocast dtypes the CUDA section measures (None: plain float32)."""
     return {"float32": None, "float16": torch.float16, **({"bfloat16": torch.bfloat16}
@@ -566,7 +627,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
     workdir = Path(tempfile.mkdtemp(prefix="menagerie-bench-"))
     cache, repeats = workdir / "cache", 1 if quick else 2
     run_grids = grids and not quick
-    tasks = (repeats + len(CASES) + 6 + pretraining + (len(_grids()) if run_grids else 0)
+    tasks = (repeats + len(CASES) + len(ENCODERS) + 6 + pretraining + (len(_grids()) if run_grids else 0)
              + (len(_cuda_amps()) * len(CASES) if torch.cuda.is_available() else 0))
     results: dict = {"bench": {"quick": quick, "spec": spec, "data_root": data_root or str(spec_obj.root),
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir)},
@@ -591,6 +652,13 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
             peak = one("matmul peak", matmul_peak, "cpu", torch.float32, matmul_size, 3 if quick else 7)
             results["matmul_peak"] = {"cpu": peak}
             results["throughput"] = bench_throughput(peak_gflops=peak["gflops"], on_step=stage("throughput"), **step_kw)
+            tick = stage("batched seeds")
+            results["batched_seeds"] = {}
+            for kind in ENCODERS:
+                results["batched_seeds"][kind] = bench_batched_seeds(
+                    kind, num_classes=spec_obj.num_classes, batch_size=batch_size, image_size=step_kw["image_size"],
+                    clip_samples=step_kw["clip_samples"], sample_rate=sample_rate, steps=2 if quick else 5)
+                tick()
             results["pipeline"] = bench_pipelines(spec, epochs=(1 if quick else 3) if epochs is None else epochs,
                                                   batch_size=batch_size, on_step=stage("pipelines"))
             runs = results["runs"] = {

@@ -37,6 +37,16 @@ def test_json_has_every_section(report):
     assert report["bench"]["quick"] is True and report["bench"]["seconds"] > 0
 
 
+def test_batched_seeds_time_the_same_models_apart_and_together(report):
+    from helpers.bench import ENCODERS
+    assert set(report["batched_seeds"]) == set(ENCODERS)
+    for kind, b in report["batched_seeds"].items():
+        assert "error" not in b, b
+        assert b["seeds"] == 3 and b["apart_step_ms"] > 0 and b["together_step_ms"] > 0
+        assert b["gain"] == pytest.approx(b["apart_step_ms"] / b["together_step_ms"], rel=0.05)
+        assert b["used_by_the_study"] is False
+
+
 def test_data_figures(report):
     d = report["data"]
     assert d["cold_prepare_s"] > 0 and d["warm_load_s"] > 0 and len(d["warm_runs_s"]) == 1

@@ -541,12 +541,13 @@ def _convergence_section(records) -> list[str]:
     lines = ["## Convergence", "",
              "Every model trains until validation has not improved for `patience` epochs, or until its budget "
              "(`epochs`) ends; the best validation epoch is kept. `still_improving`: runs whose budget ended within "
-             "`patience` epochs of their best, i.e. not converged by that rule.", "", _md_table(c, index=False), ""]
+             "`patience` epochs of their best, i.e. not converged by that rule. Both count epochs, so at a smaller "
+             "training fraction they are fewer optimizer steps (`median_steps`).", "", _md_table(c, index=False), ""]
     total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
     lines += [f"**{bad} of {total} trained models ran out of budget still improving**"
               + (": their comparisons measure the budget as much as the method." if bad else ".") , ""]
     if not flagged.empty:
-        lines += ["Flagged: " + ", ".join(f"{r.notebook} {r.model} ({r.still_improving}/{r.runs})"
+        lines += ["Flagged: " + ", ".join(f"{r.notebook} {r.model} at fraction {r.fraction} ({r.still_improving}/{r.runs})"
                                           for r in flagged.itertuples()) + ".", ""]
     t = temperature_table(records)
     if not t.empty:

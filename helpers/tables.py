@@ -474,21 +474,24 @@ def temperature_table(records) -> pd.DataFrame:
 
 
 def convergence_table(records) -> pd.DataFrame:
-    """Per notebook and trained model: runs, steps taken and kept (medians), how many stopped by the patience
-    rule, and how many ended their budget still improving on validation (not converged by the rule)."""
+    """Per notebook, trained model and training fraction: runs, steps taken and kept (medians), how many stopped
+    by the patience rule, and how many ended their budget still improving on validation (not converged by the
+    rule). The fraction is shown because patience and budget count epochs: a smaller training set makes
+    fewer optimizer steps of each."""
     rows = []
     for record in records:
+        fraction = (record.get("params") or {}).get("fraction")
         for key in ("history", "finetune_history"):
             for path, h in _training_histories(record.get(key) or {}):
-                rows.append({"notebook": record.get("notebook"), "model": "/".join((key,) + path),
+                rows.append({"notebook": record.get("notebook"), "model": "/".join((key,) + path), "fraction": fraction,
                              "steps": h.get("steps"), "best_step": h.get("best_step"),
                              "stopped_early": bool(h.get("stopped_early")),
                              "still_improving": bool(h.get("still_improving"))})
     if not rows:
-        return pd.DataFrame(columns=["notebook", "model", "runs", "median_steps", "median_best_step",
+        return pd.DataFrame(columns=["notebook", "model", "fraction", "runs", "median_steps", "median_best_step",
                                      "stopped_early", "still_improving"])
     df = pd.DataFrame(rows)
-    return (df.groupby(["notebook", "model"], sort=True)
+    return (df.groupby(["notebook", "model", "fraction"], sort=True, dropna=False)
               .agg(runs=("steps", "size"), median_steps=("steps", "median"), median_best_step=("best_step", "median"),
                    stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"))
               .reset_index())

@@ -169,7 +169,7 @@ def test_models_that_ran_out_of_budget_still_improving_are_flagged(tmp_path):
     report.write_report(tmp_path, html=False)
     text = (tmp_path / "README.md").read_text()
     assert "**1 of 4 trained models ran out of budget still improving**" in text
-    assert "Flagged: 02_baselines history/image (1/2)." in text
+    assert "Flagged: 02_baselines history/image at fraction 0.8 (1/2)." in text
     c = tables.convergence_table([json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")])
     assert c.set_index("model").loc["history/audio_mel", "stopped_early"] == 2
 

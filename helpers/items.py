@@ -91,3 +91,23 @@ def accuracy_interval(records, spec: dict, test_set: str = "test", where: dict |
     out = ev.paired_bootstrap(A, [np.zeros_like(a) for a in A], n_boot=n_boot, seed=seed)
     return {"mean": out["mean_diff"], "lo": out["ci_lo"], "hi": out["ci_hi"], "n": out["seeds"],
             "items": out["items"]}
+
+
+def item_effect(records, spec: dict, axis: str, level, baseline, test_set: str = "test", n_boot: int = 2000,
+                seed: int = 0) -> dict:
+    """Accuracy of one row (spec: method, protocol, view) at `axis` = level minus at `axis` = baseline, item by
+    item over the seeds both levels have: the paired bootstrap over seeds and items (the test split is the same at
+    every level). `records` should hold one setting only (the runs of a curve)."""
+    by_level = {level: {}, baseline: {}}
+    for r in records:
+        params = r.get("params") or {}
+        value = params.get(axis)
+        correct = _correct(r, spec, test_set) if value in by_level else None
+        if correct is not None:
+            by_level[value].setdefault(params.get("seed"), correct)
+    seeds = sorted(set(by_level[level]) & set(by_level[baseline]))
+    if not seeds or len({len(by_level[v][s]) for v in by_level for s in seeds}) != 1:
+        raise StudyError(f"no seed has item predictions of {spec} at both {axis}={level} and {axis}={baseline}")
+    out = ev.paired_bootstrap([by_level[level][s] for s in seeds], [by_level[baseline][s] for s in seeds],
+                              n_boot=n_boot, seed=seed)
+    return out | {"seed_list": seeds}

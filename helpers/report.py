@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import records as rec
 from .evaluation import holm
-from .items import accuracy_interval, item_comparison, statement as item_statement
+from .items import accuracy_interval, item_comparison, item_effect, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .plots import counterfactual_bars, headline_figure, plot_curve
 from .readme import performance_lines, update_readme_blocks
@@ -357,8 +357,19 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         at = ", ".join(f"{k}={v}" for k, v in fixed.items())
         worst, best = e.iloc[0], e.iloc[-1]
 
+        runs = set(dd["run_dir"]) if "run_dir" in dd else set()
+
         def say(r):
-            return f"{r['method']} ({r['protocol']}, {r['view']} view) {format_diff(r)}"
+            text = f"{r['method']} ({r['protocol']}, {r['view']} view) {format_diff(r)}"
+            spec = {"method": r["method"], "protocol": r["protocol"], "view": r["view"]}
+            try:   # item by item, so the interval covers the test sample too (and exists with one seed)
+                i = item_effect([rec_ for rec_ in records if rec_.get("run_dir") in runs], spec, x, extreme,
+                                r["baseline"])
+                text += (f", item level {i['mean_diff']:+.3f} [{i['ci_lo']:+.3f}, {i['ci_hi']:+.3f}] over "
+                         f"{i['seeds']} seed(s) x {i['items']} items (paired bootstrap)")
+            except StudyError:
+                pass
+            return text
         out.append(f"Accuracy change from {x} {worst['baseline']} to {extreme}{' at ' + at if at else ''}, "
                    f"paired by seed: most negative {say(worst)}; least negative {say(best)} "
                    f"({len(e)} method/view combinations).")

@@ -61,3 +61,19 @@ def test_accuracy_interval_covers_seeds_and_items():
     assert perfect["lo"] == perfect["hi"] == 1.0
     assert items.accuracy_interval(records, A, where={"noise": 0.2}) is None
     assert items.accuracy_interval(records, A, notebook="03_contrastive") is None
+
+
+def test_item_effect_pairs_two_levels_of_an_axis_by_seed():
+    y = np.arange(40) % 4
+    records = []
+    for noise, wrong in ((0.0, 4), (0.2, 14)):
+        pa = y.copy()
+        pa[:wrong] = (pa[:wrong] + 1) % 4
+        r = _record(0, pa.tolist(), y.tolist(), y.tolist())
+        r["params"]["noise"] = noise
+        records.append(r)
+    A = {"method": "a", "protocol": "p", "view": "image"}
+    e = items.item_effect(records, A, "noise", 0.2, 0.0, n_boot=500)
+    assert e["mean_diff"] == pytest.approx(-10 / 40) and e["seeds"] == 1 and e["ci_hi"] < 0   # one seed: items
+    with pytest.raises(StudyError, match="at both noise=0.1"):
+        items.item_effect(records, A, "noise", 0.1, 0.0)

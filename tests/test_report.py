@@ -47,6 +47,9 @@ def test_report_with_records(results):
     assert f"{np.mean(values):.3f} [" in text
     assert "random_forest" in text and "What the headline numbers show" in text
     assert "![counterfactual drops](figures/counterfactual_drops.png)" in text
+    # effects of an axis also item by item (their interval exists with one seed too)
+    line = next(l for l in text.splitlines() if l.startswith("- Accuracy change from noise 0.0 to 0.2"))
+    assert "item level -0.09" in line and "over 3 seed(s) x 175 items (paired bootstrap)" in line
     # the methods' targets, scored from the per-item predictions: fake audio_mel is right on 88, 89, 91 of 175
     gap = 0.88 - (88 + 89 + 91) / 525
     assert f"| 14 | audio from scratch | test | audio_mel (supervised, audio) | {(88 + 89 + 91) / 525:.3f} [" in text

@@ -78,6 +78,11 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
                   "and then `python -m helpers report` again.", ""]
     else:
         lines += _report_body(df, records, fig_dir, figures, blocks)
+    wall = _study_wall_time(results_dir)
+    if wall:
+        lines += ["## Wall time of the full study", "", wall, ""]
+        if "results" in blocks:
+            blocks["results"] += ["", wall]
     perf = performance_lines(results_dir / "bench.json")
     if perf:
         blocks["performance"] = perf
@@ -93,6 +98,20 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
     readme = rec.atomic_write_text(results_dir / "README.md", "\n".join(lines).rstrip() + "\n")
     return {"records": len(records), "rows": len(df), "figures": figures, "notebooks": sorted(notebooks),
             "readme": str(readme), "summary": str(results_dir / "summary.csv"), "blocks": blocks}
+
+
+def _study_wall_time(results_dir: Path) -> str:
+    """One sentence: how many of the full profile's points this code has executed, and their wall time, from the
+    executed notebooks in results_dir/runs (bench.measured_study); "" when there are none (a fresh clone)."""
+    from .bench import measured_study
+    m = measured_study(results_dir, "full")
+    if not m.get("available"):
+        return ""
+    grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in m["grids"].items())
+    return (f"The full profile's points executed by the current code: {m['unique_points']} distinct points "
+            f"({'all' if m['complete'] else 'not all'} of every grid's: {grids}; a point shared by two grids counts "
+            f"in both), {m['wall_s'] / 60:.1f} min wall (the union of their papermill intervals, {m['first_start'][:16]} "
+            f"to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time, on the machine that ran them.")
 
 
 def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict) -> list[str]:

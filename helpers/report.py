@@ -550,15 +550,17 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
     for (issue, what), group in rows.groupby(["issue", "target"], sort=False):
         first = group.iloc[0]
         ci = _item_intervals(group, records)
+        how = "" if not ci.empty else " t over seeds"   # no per-item predictions in these rows
         ci = ci.iloc[0] if not ci.empty else summarise(group, by=["method"]).iloc[0]
         gap = ci["mean"] - first["threshold"]
         out.append({"issue": issue, "target": what, "test set": first["test_set"],
                     "method": f"{first['method']} ({first['protocol']}, {first['view']})",
-                    "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"]), "wanted": f">= {first['threshold']:g}",
+                    "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"]) + how,
+                    "wanted": f">= {first['threshold']:g}",
                     "met": "yes" if gap >= 0 else f"**no**, by {-gap:.3f}"})
     return ["## Targets", "", f"The methods' targets ({where}): where several methods qualify, the one with the best "
             "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
-            "and items] (seeds). The targets are for the methods, never for the comparisons.", "",
+            "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The targets are for the methods, never for the comparisons.", "",
             _md_table(pd.DataFrame(out), index=False), ""]
 
 

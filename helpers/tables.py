@@ -499,8 +499,8 @@ def convergence_table(records) -> pd.DataFrame:
 
 # The methods' accuracy targets of the study's issues 14-16 (test split or external set, the headline condition):
 # (issue, what, candidate rows (method, protocol, view), test set, threshold). Of several candidates the one with the
-# best mean validation accuracy is scored, never the best on test; candidates without validation scores (translation
-# judges) are separate targets.
+# best mean validation accuracy is scored, never the best on test (a candidate without validation scores is passed
+# over); rows without any (translation judges) are targets of their own.
 _AUDIO_FROM_SCRATCH = (("audio_wave", "supervised", "audio"), ("audio_mel", "supervised", "audio"))
 _AUDIO_ALL = _AUDIO_FROM_SCRATCH + (("audio_imagenet", "supervised", "audio"), ("image_bound", "image_probe", "audio"),
                                     ("image_bound", "linear_probe", "audio"), ("contrastive", "linear_probe", "audio"),
@@ -543,11 +543,11 @@ def target_rows(df: pd.DataFrame) -> pd.DataFrame:
                 continue
             val = rows[rows["test_set"] == "test"]["val_accuracy"].mean() if "val_accuracy" in rows else math.nan
             scored.append((val, on_set))
+        if len(scored) > 1:   # only candidates with a validation score can be chosen: never by the test split
+            scored = [s for s in scored if not pd.isna(s[0])]
         if not scored:
             continue
-        if len(scored) > 1 and any(pd.isna(v) for v, _ in scored):
-            continue   # nothing to choose by: never the test split
-        val, rows = max(scored, key=lambda s: s[0]) if len(scored) > 1 else scored[0]
+        val, rows = max(scored, key=lambda s: s[0])
         out.append(rows.assign(issue=issue, target=what, threshold=threshold, val_mean=val))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 

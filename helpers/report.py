@@ -147,12 +147,18 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         s = summarise(head[head[metric].notna()], by=["method", "protocol", "view"], metric=metric)
         lines += [f"**{metric}**", "", _md_table(ci_table(s, ["method", "protocol"], ["view"])), ""]
     boot = _item_intervals(head, records)
-    if not boot.empty:
+    if not boot.empty:   # rows whose records keep no per-item predictions: their t interval, marked "(t)"
+        t_rows = summarise(head[head["accuracy"].notna()], by=["method", "protocol", "view"])
+        have = set(zip(boot["method"], boot["protocol"], boot["view"]))
+        rest = t_rows[[k not in have for k in zip(t_rows["method"], t_rows["protocol"], t_rows["view"])]]
+        boot = pd.concat([boot, rest.assign(method=rest["method"] + " (t)")], ignore_index=True)
         lines += ["**accuracy, 95% interval over seeds and test items** (two-level bootstrap: seeds, then items; "
-                  "the interval to read when there are few seeds, and the only one with one seed)", "",
+                  "the interval to read when there are few seeds, and the only one with one seed; a method marked "
+                  "(t): its records keep no per-item predictions, so its interval is the t interval over seeds)", "",
                   _md_table(ci_table(boot, ["method", "protocol"], ["view"])), ""]
     s = boot if not boot.empty else summarise(head[head["accuracy"].notna()], by=["method", "protocol", "view"])
-    how = "[95% bootstrap interval over seeds and test items]" if not boot.empty else "[95% t interval over seeds]"
+    how = ("[95% bootstrap interval over seeds and test items; (t): t interval over seeds]" if not boot.empty
+           else "[95% t interval over seeds]")
     blocks["results"] = [f"Test-split accuracy ({where}), every method and protocol: mean over seeds, {how}, "
                          f"(number of seeds); code version(s) {', '.join(versions)}.", "",
                          _md_table(ci_table(s, ["method", "protocol"], ["view"])), "Headline findings:", "", *findings]

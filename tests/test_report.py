@@ -93,7 +93,7 @@ def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
     assert "Headline findings" in text
     # the README's accuracy table is the bootstrap over seeds and items, from the records' per-item predictions:
     # fake imagenet/image at seeds 0-2, noise 0, fraction 0.8 is 0.80, 0.81, 0.82 -> 140, 142, 144 of 175 right
-    assert "[95% bootstrap interval over seeds and test items]" in text
+    assert "[95% bootstrap interval over seeds and test items; (t): t interval over seeds]" in text
     assert f"| imagenet | linear_probe | – | {round((140 + 142 + 144) / 525, 3):.3f} [" in text
     # the CLI refreshes the README it is given
     readme.write_text(f"{begin}\nstale\n{end}\n")

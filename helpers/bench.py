@@ -257,7 +257,7 @@ def time_training_steps(step: nn.Module, batch: tuple, device: torch.device, *, 
         _sync(device)
         t0 = time.perf_counter()
         fit(step, loss, n * len(batch[0]), num_epochs=1, batch_size=len(batch[0]), generator=torch.Generator(),
-            progress=False)
+            min_steps_per_epoch=1, progress=False)   # exactly n steps
         _sync(device)
         return time.perf_counter() - t0
 

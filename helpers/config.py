@@ -27,3 +27,11 @@ def external_root() -> Path:
 def cache_dir() -> Path:
     """Decoded-tensor cache: $STUDY_CACHE, else ~/.cache/menagerie (never under a read-only data root)."""
     return Path(os.environ.get("STUDY_CACHE") or Path.home() / ".cache" / "menagerie").expanduser()
+
+
+def chmod_by_umask(path) -> None:
+    """Give a file made by tempfile.mkstemp (mode 0600) the mode an ordinary new file gets: readable by the
+    user's group like the rest of the tree."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .config import PARAMS_DIR, StudyError, cache_dir, data_root, external_root
+from .config import PARAMS_DIR, StudyError, cache_dir, chmod_by_umask, data_root, external_root
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -324,9 +324,7 @@ def _save_cache(path: Path, X: np.ndarray, paths: list[str], meta: list[dict], f
         np.savez(f, X=X, info=np.array(info), sha256=np.array(payload_hash))
         f.flush()
         os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: readable by the group like the rest of the tree
+    chmod_by_umask(tmp)
     os.replace(tmp, path)  # never leave a half-written file under the final name
 
 

@@ -25,7 +25,7 @@ from .data import (EvaluationSet, Modality, PairedDataset, audio_windows, images
 from .models import IMAGENET_SIZE, Classifier, ImageNetFeatures, make_encoder, standardize
 from .splits import (Split, balanced_pairs, fixed_test_pairs, inject_label_noise, make_split, pair_by_class,
                      test_split)
-from .training import History, fit, predict, resolve_device, seed_everything
+from .training import History, fit, mixed_batch, predict, resolve_device, seed_everything
 
 MODALITIES = ("audio", "image")
 
@@ -294,9 +294,16 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     X_val = study.inputs(modality, study.split[modality].val)
     y_val = study.labels(modality, "val")
 
+    mix = p.get("mix", "none")   # notebooks without the parameter fine-tune without mixing
+
     def step(b, gen):
         X = study.inputs(modality, train_idx[b.numpy()], train=True).to(study.device)
-        return F.cross_entropy(model(X), y[b].to(study.device))
+        yb = y[b].to(study.device)
+        if mix == "none":
+            return F.cross_entropy(model(X), yb)
+        X, perm, lam = mixed_batch(X, mix, study.augment_generators[modality])
+        logits = model(X)
+        return lam * F.cross_entropy(logits, yb) + (1 - lam) * F.cross_entropy(logits, yb[perm])
 
     def val_score():
         pred = predict(model, X_val, study.device).argmax(1).numpy()

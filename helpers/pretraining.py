@@ -464,13 +464,13 @@ def run_notebook(core: str, params: dict, run_dir: Path | None = None) -> tuple[
             merged = {**record, "params": {**record["params"], "objective": ",".join(objectives)},
                       "results": [], "details": {}, "history": {}, "finetune_history": {}, "timings": {},
                       "methods": [], "pairing": {}, "drop_rate_used": {}, "reconstruction": [],
-                      "recon_weights": {}}
+                      "recon_weights": {}, "predictions": {}}
             merged.pop("method", None)
         merged["methods"].append(method)
         merged["results"] += record["results"]
         merged["reconstruction"] += record.get("reconstruction", [])
-        for key in ("details", "history", "finetune_history"):
-            merged[key] |= record[key]
+        for key in ("details", "history", "finetune_history", "predictions"):   # keyed by method already
+            merged[key] |= record.get(key, {})
         for key in ("timings", "pairing", "drop_rate_used", "recon_weights"):
             if key in record:
                 merged[key][method] = record[key]

@@ -20,7 +20,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from .config import REPO_ROOT, RESULTS_DIR, StudyError
+from .config import REPO_ROOT, RESULTS_DIR, StudyError, chmod_by_umask
 
 RECORD_NAME = "metrics.json"
 PACKAGES = ("torch", "torchaudio", "torchvision", "timm", "numpy", "scikit-learn", "papermill")
@@ -172,6 +172,7 @@ def atomic_write_text(path, text: str) -> Path:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        chmod_by_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

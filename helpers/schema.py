@@ -28,6 +28,12 @@ CONTRASTIVE_OBJECTIVES = ("contrastive", "supcon", "image_bound")
 GENERATIVE_OBJECTIVES = ("mvae", "autoencoder")
 AUDIO_ENCODERS = ("audio_mel", "audio_wave")   # or "timm:<name>:audio_mel"
 SAMPLE_RATES = (8000, 16000, 22050)
+MIXES = ("none", "mixup", "cutmix")   # batch mixing in supervised training (helpers.training.mixed_batch)
+# An epoch is one pass over the training items or this many optimizer steps, whichever is more: at fraction 0.8
+# one pass is 9-10 batches of 64, so the budget, the patience and the schedule are the same number of steps at
+# every training fraction (a small set is passed over several times per epoch) and a curve over fractions
+# compares amounts of data, not amounts of optimisation (helpers.training.fit).
+MIN_STEPS_PER_EPOCH = 10
 PROFILES = ("quick", "full")
 
 
@@ -145,11 +151,14 @@ PARAMS: dict[str, Param] = {
     "seed": _int(0, "run seed: training subset, label flips, initialisation, batches (not the test split)", 0,
                  kind=SETTING),
     # fixed for a comparison
-    "epochs": _int(2, "the training (or pre-training) budget in epochs; the kept epoch is chosen on validation",
-                   1),
+    "epochs": _int(2, "the training (or pre-training) budget in epochs of one pass or "
+                   f"{MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more (the same steps at every fraction); the kept "
+                   "epoch is chosen on validation", 1),
     "patience": _int(5, "stop once validation has not improved for this many epochs (0: train the whole budget)",
                      0),
     "finetune_epochs": _int(0, "epochs of supervised fine-tuning of the pre-trained encoders; 0 skips it", 0),
+    "mix": _choice("none", "supervised training on mixed batches: mixup (blend two items) or cutmix (paste a box of "
+                   "an image, a stretch of a clip), the loss mixed alike", MIXES),
     "spec_augment": _bool(False, "SpecAugment (random frequency and time masks) on the log-mels of training clips"),
     "lr": _float(2e-3, "AdamW peak learning rate (linear warm-up, then cosine to 0)", 1e-6, 1.0, high_open=True),
     "batch_size": _int(64, "items per optimizer step", 2),
@@ -200,7 +209,7 @@ _STUDY = ("fraction", "noise", "noise_kind", "seed", "sample_rate", "normalize_l
 _GRID_ANALYSIS = ("profile", "results_dir", "run_missing", "grids", "run_dir")
 NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {
     "01_data_exploration": (("dataset", "seed", "noise", "noise_kind", "run_dir"), {"noise": 0.2}),
-    "02_baselines": (_STUDY + ("spec_augment",), {"fraction": 0.2}),
+    "02_baselines": (_STUDY + ("spec_augment", "mix"), {"fraction": 0.2}),
     "03_contrastive": (_STUDY + ("probe_noise", "objective", "audio_encoder", "proj_dim", "simclr", "remedy", "drop_rate",
                                  "finetune_epochs"),
                        {"fraction": 0.2, "objective": "contrastive,supcon,image_bound"}),
@@ -208,11 +217,11 @@ NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {
                                 "finetune_epochs"),
                       {"fraction": 0.2, "objective": "mvae,autoencoder"}),
     "05_label_noise": (_GRID_ANALYSIS, {}),
-    "06_translation": (_STUDY + ("spec_augment", "fractions", "translator_encoder", "latent_dim", "decoder_width", "class_weight",
+    "06_translation": (_STUDY + ("spec_augment", "mix", "fractions", "translator_encoder", "latent_dim", "decoder_width", "class_weight",
                                  "mvae", "griffin_lim_iters"),
                        {"latent_dim": 64}),
     "07_scaling": (_GRID_ANALYSIS[:-1] + ("target_accuracy", "run_dir"), {}),
-    "08_visualization": (_STUDY + ("spec_augment", "probe_noise", "methods", "reuse", "perplexity"),
+    "08_visualization": (_STUDY + ("spec_augment", "mix", "probe_noise", "methods", "reuse", "perplexity"),
                          {"methods": "image,audio_mel,audio_wave,imagenet,contrastive,mvae"}),
 }
 # Choices that depend on the notebook.

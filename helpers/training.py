@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .config import StudyError
+from .schema import MIN_STEPS_PER_EPOCH, MIXES
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -78,8 +79,11 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         batch_size: int = 64, weight_decay: float = 1e-4, generator: torch.Generator,
         val_score: Callable[[], float] | None = None, params: list | None = None,
         on_epoch_start: Callable[[int], None] | None = None, patience: int = 0,
-        progress: bool = True, desc: str = "training") -> History:
+        min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH, progress: bool = True, desc: str = "training") -> History:
     """Train `model` for at most num_epochs with AdamW, a linear warm-up and a cosine schedule over that budget.
+
+    An epoch is one pass over the num_examples items, or min_steps_per_epoch batches cut from successive
+    passes when one pass is fewer steps than min_steps_per_epoch (a batch at a pass boundary may hold an item twice).
 
     `step(idx, generator)` returns the mean loss of the batch of example indices `idx` (it moves its own
     tensors to the device). `on_epoch_start(epoch)` (epoch counted from 0) is called before the first
@@ -97,7 +101,10 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         raise StudyError(f"{desc}: {num_examples} training example(s) is too few to train on")
     optimizer = torch.optim.AdamW(params if params is not None else model.parameters(), lr=lr,
                                   weight_decay=weight_decay)
-    num_batches = max(1, num_examples // batch_size)  # drop the ragged last batch: BatchNorm needs > 1 item
+    batch_size = min(batch_size, num_examples)
+    passes_batches = num_examples // batch_size  # drop the ragged last batch: BatchNorm needs > 1 item
+    num_batches = max(passes_batches, min_steps_per_epoch, 1)
+    passes = -(-num_batches * batch_size // num_examples)   # whole passes an epoch's batches are cut from
     scheduler = _warmup_cosine(optimizer, num_epochs * num_batches)
     history, best_state, best = History(budget_steps=num_epochs * num_batches), None, -float("inf")
     start = time.perf_counter()
@@ -106,10 +113,10 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
-        order = torch.randperm(num_examples, generator=generator)
+        order = torch.cat([torch.randperm(num_examples, generator=generator) for _ in range(passes)])
         losses = []
         for b in range(num_batches):
-            idx = order[b * batch_size:(b + 1) * batch_size] if num_batches > 1 else order
+            idx = order[b * batch_size:(b + 1) * batch_size]
             loss = step(idx, generator)
             if not torch.isfinite(loss):
                 raise StudyError(f"{desc}: the loss became {loss.item()}; lower lr (now {lr})")
@@ -142,8 +149,35 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
                                not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1))
     model.eval()
     history.seconds = time.perf_counter() - start
-    history.samples_per_second = history.steps * min(batch_size, num_examples) / max(history.seconds, 1e-9)
+    history.samples_per_second = history.steps * batch_size / max(history.seconds, 1e-9)
     return history
+
+
+def mixed_batch(X: torch.Tensor, mix: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup or CutMix of a training batch with a permutation of itself (Zhang et al. 2018; Yun et al. 2019):
+    returns (mixed X, the permutation, lam), and the loss is lam * loss(y) + (1 - lam) * loss(y[perm]).
+    lam ~ U(0, 1) (Beta(1, 1), both papers' choice). CutMix pastes one box of the partner image, or one
+    stretch of the partner clip's samples (the last axis), and lam is the share of the item left as it was."""
+    if mix not in MIXES:
+        raise StudyError(f"mix={mix!r} must be one of {list(MIXES)}")
+    perm = torch.randperm(len(X), generator=generator).to(X.device)
+    lam = float(torch.rand(1, generator=generator))
+    if mix == "none":
+        return X, perm, 1.0
+    if mix == "mixup":
+        return lam * X + (1 - lam) * X[perm], perm, lam
+    X = X.clone()
+    u = torch.rand(X.dim() - 1, generator=generator)   # box centre per spatial axis
+    sizes = X.shape[2:] if X.dim() == 4 else X.shape[-1:]
+    side = (1 - lam) ** (1 / len(sizes))                 # the box's share of each axis
+    box = []
+    for n, c in zip(sizes, u[:len(sizes)]):
+        w = int(round(n * side))
+        lo = min(max(int(c * n) - w // 2, 0), n - w)
+        box.append(slice(lo, lo + w))
+    X[(..., *box)] = X[perm][(..., *box)]
+    kept = 1 - math.prod((b.stop - b.start) for b in box) / math.prod(sizes)
+    return X, perm, kept
 
 
 @torch.no_grad()

@@ -204,7 +204,8 @@ def test_run_notebook_merges_objectives(monkeypatch, tmp_path):
                "macro_f1": 0.5, "n": 4}
         return ({"notebook": "03_contrastive", "params": params, "results": [row],
                  "details": {f"{m}/x": 1}, "history": {m: {}}, "finetune_history": {m: {}}, "timings": {"s": 1},
-                 "method": m, "pairing": {"mismatch_rate": [0.0]}, "drop_rate_used": 0.0}, {"model": m})
+                 "method": m, "pairing": {"mismatch_rate": [0.0]}, "drop_rate_used": 0.0,
+                 "predictions": {f"{m}/linear_probe/audio/test": [1, 0, 2, 2]}}, {"model": m})
 
     monkeypatch.setattr(pt, "run_contrastive", fake)
     record, models = pt.run_notebook("contrastive", {"objective": "contrastive, supcon", "simclr": True}, tmp_path)
@@ -214,6 +215,8 @@ def test_run_notebook_merges_objectives(monkeypatch, tmp_path):
     assert record["params"]["objective"] == "contrastive,supcon"
     assert [r["method"] for r in record["results"]] == record["methods"]
     assert set(record["pairing"]) == set(record["history"]) == set(record["methods"])
+    # every objective's per-item predictions are kept, not the first one's only (item-level tests need them)
+    assert {k.split("/")[0] for k in record["predictions"]} == set(record["methods"])
     assert "method" not in record and "reconstruction" not in record
     with pytest.raises(StudyError, match="objective"):
         pt.run_notebook("contrastive", {"objective": "contrastive,mvae"})

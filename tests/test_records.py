@@ -107,3 +107,15 @@ def test_environment_info_names_the_git_commit():
     json.dumps(info)
     if (REPO_ROOT / ".git").exists():
         assert isinstance(info["git"]["commit"], str) and isinstance(info["git"]["dirty"], bool)
+
+
+def test_records_follow_the_umask_like_the_cache(tmp_path):
+    """A record is written through mkstemp (mode 0600): it must end up readable by the group like the tree."""
+    import os
+    old = os.umask(0o022)
+    try:
+        path = records.write_record(tmp_path, {"params": {"seed": 0}, "results": []})
+        text = records.atomic_write_text(tmp_path / "summary.csv", "a,b\n")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == text.stat().st_mode & 0o777 == 0o644

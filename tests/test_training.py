@@ -10,7 +10,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from helpers.config import StudyError
 from helpers.experiments import EpochPairs, pair_sampler, train_classifier
-from helpers.training import fit
+from helpers.training import MIN_STEPS_PER_EPOCH, fit
 
 SMALL = dict(fraction=0.8, external_data="", image_size=32, sample_rate=8000, clip_seconds=0.5, noise=0.3, progress=False)
 
@@ -28,7 +28,8 @@ def _problem(n: int):
 
 
 def _fit(model, step, n, **kw):
-    kw = {"num_epochs": 3, "batch_size": 4, "generator": torch.Generator().manual_seed(0), "progress": False} | kw
+    kw = {"num_epochs": 3, "batch_size": 4, "generator": torch.Generator().manual_seed(0), "progress": False,
+          "min_steps_per_epoch": 1} | kw
     return fit(model, step, n, **kw)
 
 
@@ -86,6 +87,26 @@ def test_optimizer_steps_are_epochs_times_batches(n, batch_size, batches):
     assert set(sizes) == {min(batch_size, n)}  # full batches only (BatchNorm needs more than one item)
 
 
+@pytest.mark.parametrize("n", [10, 23, 40])
+def test_a_small_set_gets_the_same_steps_per_epoch_as_a_large_one(n):
+    """At fraction 0.2 one pass is 2 batches: an epoch is still MIN_STEPS_PER_EPOCH steps, cut from whole passes,
+    so every item is seen as often as the others (to within one) and patience counts the same steps."""
+    model, loss = _problem(n)
+    seen = []
+
+    def step(idx, gen):
+        seen.append(idx.clone())
+        return loss(idx, gen)
+
+    h = _fit(model, step, n, num_epochs=2, min_steps_per_epoch=MIN_STEPS_PER_EPOCH)
+    assert h.steps == h.budget_steps == 2 * MIN_STEPS_PER_EPOCH and {len(i) for i in seen} == {4}
+    counts = np.bincount(torch.cat(seen[:MIN_STEPS_PER_EPOCH]).numpy(), minlength=n)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 4 * MIN_STEPS_PER_EPOCH
+    large = _fit(*_problem(8 * MIN_STEPS_PER_EPOCH), 8 * MIN_STEPS_PER_EPOCH, num_epochs=2,
+                 min_steps_per_epoch=MIN_STEPS_PER_EPOCH)
+    assert large.steps == 2 * 2 * MIN_STEPS_PER_EPOCH   # a pass longer than the floor is one pass
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_non_finite_loss_raises_and_names_the_fix(bad):
     model, loss = _problem(8)
@@ -128,7 +149,7 @@ def test_epoch_pairs_are_redrawn_every_epoch_within_the_noisy_class(synthetic_st
 
     batch_size = 8  # not the study's batch_size: the pairs follow fit's epochs, whatever its batches
     fit(model, step, n, num_epochs=3, batch_size=batch_size, generator=torch.Generator().manual_seed(0),
-        on_epoch_start=pairs.start_epoch, progress=False)
+        on_epoch_start=pairs.start_epoch, progress=False, min_steps_per_epoch=1)
     assert len(drawn) == 3 and pairs.epoch == 2
     n_seen = (n // batch_size) * batch_size  # the ragged last batch is dropped
     assert [(d >= 0).sum() for d in drawn] == [n_seen] * 3
@@ -204,3 +225,21 @@ def test_balanced_pairs_use_every_training_clip_and_image_each_epoch(synthetic_s
     study = synthetic_study["study"]
     clips, images = pair_sampler(study, np.random.default_rng(1))()
     assert set(images) == set(study.split["image"].train) and set(clips) == set(study.split["audio"].train)
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 8, 8), (6, 40)])
+def test_cutmix_pastes_one_box_of_the_partner_and_lam_is_the_share_kept(shape):
+    from helpers.training import mixed_batch
+    X = torch.arange(shape[0], dtype=torch.float32).view(-1, *[1] * (len(shape) - 1)).expand(shape).clone()
+    for seed in range(5):
+        out, perm, lam = mixed_batch(X, "cutmix", torch.Generator().manual_seed(seed))
+        for k in range(shape[0]):   # each item is itself except the box, which is its partner's
+            own = (out[k] == k).float().mean().item()
+            assert ((out[k] == k) | (out[k] == perm[k].item())).all()
+            assert own == (1.0 if perm[k] == k else pytest.approx(lam, abs=1e-6))
+    mixed, perm, lam = mixed_batch(X, "mixup", torch.Generator().manual_seed(3))
+    torch.testing.assert_close(mixed, lam * X + (1 - lam) * X[perm])
+    same, _, lam = mixed_batch(X, "none", torch.Generator().manual_seed(3))
+    assert same is X and lam == 1.0
+    with pytest.raises(StudyError, match="mix='blend'"):
+        mixed_batch(X, "blend", torch.Generator())

@@ -31,6 +31,27 @@ def _items_of(view: str, test_set: str) -> str:
         "pairs" if view in ("fused", "fused_stacked", "image_on_pairs") else view
 
 
+def correct_by_seed(records, spec: dict, test_set: str = "test", where: dict | None = None,
+                    notebook: str | None = None) -> dict:
+    """seed -> whether each test item was classified right by the row `spec` (method, protocol, view), from the
+    first record of that seed that matches `where` (parameter -> value) and `notebook` and kept its predictions."""
+    by_seed = {}
+    for r in records:
+        params = r.get("params") or {}
+        if (notebook is not None and r.get("notebook") != notebook) or any(params.get(k) != v
+                                                                            for k, v in (where or {}).items()):
+            continue
+        correct = _correct(r, spec, test_set)
+        if correct is not None:
+            by_seed.setdefault(params.get("seed"), correct)
+    return by_seed
+
+
+def _paired_seeds(a: dict, b: dict) -> list:
+    """The seeds both by-seed maps have, scored on as many items."""
+    return sorted(s for s in set(a) & set(b) if len(a[s]) == len(b[s]))
+
+
 def item_comparison(records, a: dict, b: dict, test_set: str = "test", where: dict | None = None,
                     n_boot: int = 2000, seed: int = 0) -> dict:
     """a - b (each {"method", "protocol", "view"}, scored on the same items: the same view, or fused against
@@ -39,22 +60,11 @@ def item_comparison(records, a: dict, b: dict, test_set: str = "test", where: di
     seed among the records that match `where` (parameter -> value)."""
     if _items_of(a["view"], test_set) != _items_of(b["view"], test_set):
         raise StudyError(f"{a['view']} and {b['view']} are not scored on the same items: no item-level comparison")
-    where = where or {}
-    by_seed = {}
-    for r in records:
-        params = r.get("params") or {}
-        if any(params.get(k) != v for k, v in where.items()):
-            continue
-        ca, cb = _correct(r, a, test_set), _correct(r, b, test_set)
-        seed_ = params.get("seed")
-        if ca is not None:
-            by_seed.setdefault(seed_, {})["a"] = ca
-        if cb is not None:
-            by_seed.setdefault(seed_, {})["b"] = cb
-    seeds = sorted(s for s, v in by_seed.items() if "a" in v and "b" in v and len(v["a"]) == len(v["b"]))
+    by_a, by_b = (correct_by_seed(records, spec, test_set, where) for spec in (a, b))
+    seeds = _paired_seeds(by_a, by_b)
     if not seeds:
         raise StudyError(f"no seed has item predictions of both {a} and {b} on {test_set}")
-    A, B = [by_seed[s]["a"] for s in seeds], [by_seed[s]["b"] for s in seeds]
+    A, B = [by_a[s] for s in seeds], [by_b[s] for s in seeds]
     out = ev.paired_bootstrap(A, B, n_boot=n_boot, seed=seed)
     tests = [ev.mcnemar(x, y) for x, y in zip(A, B)]
     out.update(mcnemar_max_p=max(t["p_value"] for t in tests),
@@ -76,15 +86,7 @@ def accuracy_interval(records, spec: dict, test_set: str = "test", where: dict |
     match `where` (and `notebook`), with an interval that covers both the seeds and the test sample: the
     two-level bootstrap of ev.paired_bootstrap (seeds, then items) taken against a classifier that is never
     right, whose difference is the accuracy itself. None when no matching record kept its predictions."""
-    by_seed = {}
-    for r in records:
-        params = r.get("params") or {}
-        if (notebook is not None and r.get("notebook") != notebook) or any(params.get(k) != v
-                                                                            for k, v in (where or {}).items()):
-            continue
-        correct = _correct(r, spec, test_set)
-        if correct is not None:
-            by_seed.setdefault(params.get("seed"), correct)
+    by_seed = correct_by_seed(records, spec, test_set, where, notebook)
     if not by_seed or len({len(c) for c in by_seed.values()}) != 1:
         return None
     A = [by_seed[s] for s in sorted(by_seed)]
@@ -98,15 +100,9 @@ def item_effect(records, spec: dict, axis: str, level, baseline, test_set: str =
     """Accuracy of one row (spec: method, protocol, view) at `axis` = level minus at `axis` = baseline, item by
     item over the seeds both levels have: the paired bootstrap over seeds and items (the test split is the same at
     every level). `records` should hold one setting only (the runs of a curve)."""
-    by_level = {level: {}, baseline: {}}
-    for r in records:
-        params = r.get("params") or {}
-        value = params.get(axis)
-        correct = _correct(r, spec, test_set) if value in by_level else None
-        if correct is not None:
-            by_level[value].setdefault(params.get("seed"), correct)
-    seeds = sorted(set(by_level[level]) & set(by_level[baseline]))
-    if not seeds or len({len(by_level[v][s]) for v in by_level for s in seeds}) != 1:
+    by_level = {v: correct_by_seed(records, spec, test_set, {axis: v}) for v in (level, baseline)}
+    seeds = _paired_seeds(by_level[level], by_level[baseline])
+    if not seeds or len({len(by_level[level][s]) for s in seeds}) != 1:
         raise StudyError(f"no seed has item predictions of {spec} at both {axis}={level} and {axis}={baseline}")
     out = ev.paired_bootstrap([by_level[level][s] for s in seeds], [by_level[baseline][s] for s in seeds],
                               n_boot=n_boot, seed=seed)

@@ -147,11 +147,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         s = summarise(head[head[metric].notna()], by=["method", "protocol", "view"], metric=metric)
         lines += [f"**{metric}**", "", _md_table(ci_table(s, ["method", "protocol"], ["view"])), ""]
     boot = _item_intervals(head, records)
-    if not boot.empty:   # rows whose records keep no per-item predictions: their t interval, marked "(t)"
-        t_rows = summarise(head[head["accuracy"].notna()], by=["method", "protocol", "view"])
-        have = set(zip(boot["method"], boot["protocol"], boot["view"]))
-        rest = t_rows[[k not in have for k in zip(t_rows["method"], t_rows["protocol"], t_rows["view"])]]
-        boot = pd.concat([boot, rest.assign(method=rest["method"] + " (t)")], ignore_index=True)
+    if not boot.empty:
         lines += ["**accuracy, 95% interval over seeds and test items** (two-level bootstrap: seeds, then items; "
                   "the interval to read when there are few seeds, and the only one with one seed; a method marked "
                   "(t): its records keep no per-item predictions, so its interval is the t interval over seeds)", "",
@@ -178,10 +174,8 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         at = ", ".join(f"{k}={v}" for k, v in fixed.items())
         lines += [f"## Accuracy against {X_LABELS[x]}{' (' + at + ')' if at else ''}", ""]
         s = _item_intervals(sl, records, by=[x])
-        if s.empty:
-            s = summarise(sl, by=["method", "protocol", "view", x], metric="accuracy")
-        lines += [("Mean over seeds, [95% bootstrap interval over seeds and test items], (seeds):" if "items" in s
-                   else "Mean over seeds, [95% t interval over seeds], (seeds):"), "",
+        lines += ["Mean over seeds, [95% bootstrap interval over seeds and test items; (t): t interval over seeds "
+                  "where the records keep no per-item predictions], (seeds):", "",
                   _md_table(ci_table(s, ["method", "protocol", "view"], [x])), ""]
         for metric in ("accuracy", "macro_f1"):
             fig = plot_curve(sl, x=x, metric=metric)
@@ -230,19 +224,26 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
 
 def _item_intervals(rows: pd.DataFrame, records, by=()) -> pd.DataFrame:
     """summarise()'s columns for the accuracy of every (method, protocol, view, *by) of `rows`, each from the
-    per-item predictions of exactly the runs of its rows, with the interval of items.accuracy_interval."""
-    if rows.empty or "run_dir" not in rows:
+    per-item predictions of exactly the runs of its rows, with the interval of items.accuracy_interval
+    (column interval = "bootstrap"); a group whose records keep no per-item predictions gets the t interval
+    over its seeds instead (interval = "t"), its method marked " (t)" for the tables."""
+    if rows.empty:
         return pd.DataFrame()
     by_dir = {r.get("run_dir"): r for r in records}
     keys = ["notebook", "method", "protocol", "view", "test_set", *by]
     out = []
-    for key, group in rows.groupby(keys, sort=False):
+    for key, group in rows[rows["accuracy"].notna()].groupby(keys, sort=False):
         row = dict(zip(keys, key))
-        chosen = [by_dir[d] for d in group["run_dir"].unique() if d in by_dir]
+        spec = {k: row[k] for k in ("method", "protocol", "view", *by)}
+        chosen = [by_dir[d] for d in group["run_dir"].unique() if d in by_dir] if "run_dir" in group else []
         ci = accuracy_interval(chosen, {k: row[k] for k in ("method", "protocol", "view")}, row["test_set"],
-                               notebook=row["notebook"])
+                               notebook=row["notebook"]) if chosen else None
         if ci is not None:
-            out.append({**{k: row[k] for k in ("method", "protocol", "view", *by)}, "metric": "accuracy", **ci})
+            out.append({**spec, "metric": "accuracy", **ci, "interval": "bootstrap"})
+        else:
+            t = summarise(group, by=["method"]).iloc[0]
+            out.append({**spec, "method": f"{row['method']} (t)", "metric": "accuracy",
+                        **{k: t[k] for k in ("mean", "lo", "hi", "n")}, "interval": "t"})
     return pd.DataFrame(out)
 
 
@@ -555,9 +556,8 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
     out = []
     for (issue, what), group in rows.groupby(["issue", "target"], sort=False):
         first = group.iloc[0]
-        ci = _item_intervals(group, records)
-        how = "" if not ci.empty else " t over seeds"   # no per-item predictions in these rows
-        ci = ci.iloc[0] if not ci.empty else summarise(group, by=["method"]).iloc[0]
+        ci = _item_intervals(group, records).iloc[0]
+        how = " t over seeds" if ci["interval"] == "t" else ""
         gap = ci["mean"] - first["threshold"]
         out.append({"issue": issue, "target": what, "test set": first["test_set"],
                     "method": f"{first['method']} ({first['protocol']}, {first['view']})",

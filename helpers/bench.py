@@ -515,7 +515,8 @@ def bench_pretraining(spec: str) -> dict:
 
 
 def _grids() -> list[Path]:
-    return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
+    from .collect import grid_files
+    return grid_files()
 
 
 def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None) -> dict:
@@ -541,55 +542,6 @@ def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None
                          "first_error": _first_line(next((e for e in df.get("error", []) if e), None))})
         on_step()
     return {"available": True, "seconds": _r(sum(r["seconds"] for r in rows)), "grids": rows}
-
-
-def measured_study(results_dir=None, profile: str = "full") -> dict:
-    """The wall time the committed study actually took: papermill's start and end times of the executed
-    notebook of every `profile` point of every grid whose record is complete and made by the current code,
-    read from results_dir/runs (points shared between grids once). wall_s is the union of the points'
-    intervals (parallel points overlap; idle gaps between grids do not count), compute_s the sum of
-    their durations."""
-    from datetime import datetime
-
-    from .config import RESULTS_DIR
-    from .records import code_version, default_run_dir, record_is_complete
-    from .sweeps import load_grid
-    results_dir, version = Path(results_dir or RESULTS_DIR), code_version()
-    points, per_grid = {}, {}
-    for grid in _grids():
-        try:
-            notebook, grid_points = load_grid(grid, profile)
-        except StudyError:
-            continue
-        per_grid[grid.name] = {"points": len(grid_points), "found": 0}
-        for point in grid_points:
-            run_dir = default_run_dir(notebook.stem, point, results_dir)
-            if str(run_dir) not in points:
-                if not record_is_complete(run_dir, point, version):  # missing, failed, or by other code
-                    continue
-                try:
-                    meta = json.loads((run_dir / notebook.name).read_text(encoding="utf-8"))["metadata"]["papermill"]
-                    points[str(run_dir)] = (datetime.fromisoformat(meta["start_time"]),
-                                            datetime.fromisoformat(meta["end_time"]))
-                except (OSError, ValueError, KeyError, TypeError):  # no executed notebook: no interval
-                    continue
-            per_grid[grid.name]["found"] += 1
-    if not points:
-        return {"available": False, "reason": f"no executed {profile}-profile points under {results_dir / 'runs'}"}
-    wall, end = 0.0, None
-    for start, stop in sorted(points.values()):
-        if end is None or start > end:
-            wall, end = wall + (stop - start).total_seconds(), stop
-        elif stop > end:
-            wall, end = wall + (stop - end).total_seconds(), stop
-    total = sum(g["points"] for g in per_grid.values())
-    return {"available": True, "profile": profile, "wall_s": _r(wall), "unique_points": len(points),
-            "compute_s": _r(sum((b - a).total_seconds() for a, b in points.values())),
-            "complete": all(g["found"] == g["points"] for g in per_grid.values()), "grids": per_grid,
-            "first_start": min(a for a, _ in points.values()).isoformat(),
-            "last_end": max(b for _, b in points.values()).isoformat(),
-            "note": f"{len(points)} executed points (of {total} listed, shared ones once) read from {results_dir}; "
-                    "measured on whatever machine ran them, not in this bench run"}
 
 
 # --------------------------------------------------------------------------- targets and the whole bench
@@ -668,6 +620,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
             runs["quick_profile"] = (bench_grids(workdir / "sweeps", stage("quick profile"), notebook_timeout)
                                      if run_grids else
                                      {"available": False, "reason": "skipped (--quick)" if quick else "skipped (--no-grids)"})
+            from .collect import measured_study
             runs["full_study_measured"] = one("full study, measured", measured_study)
             results["cuda"] = bench_cuda(quick=quick, on_step=stage("cuda"), **step_kw)
     finally:

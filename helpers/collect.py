@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from . import records
-from .config import REPO_ROOT, RESULTS_DIR, StudyError
+from .config import PARAMS_DIR, REPO_ROOT, RESULTS_DIR, StudyError
 from .sweeps import ERROR_NAME, _first_line, _point_record, _process, load_grid, run_point
 
 
@@ -134,3 +134,54 @@ def collect_analysis(grids, profile: str = "quick", results_dir="results", run_m
                      "`python -m helpers sweep ... --retry-failed`.")
     return {"grids": names, "results_dir": path, "records": recs, "status": status, "df": df, "notes": notes}
 
+
+def grid_files() -> list[Path]:
+    """Every grid file of the study: params/*.yaml."""
+    return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
+
+
+def measured_study(results_dir=None, profile: str = "full") -> dict:
+    """The wall time the committed study actually took: papermill's start and end times of the executed
+    notebook of every `profile` point of every grid whose record is complete and made by the current code,
+    read from results_dir/runs (points shared between grids once). wall_s is the union of the points'
+    intervals (parallel points overlap; idle gaps between grids do not count), compute_s the sum of
+    their durations."""
+    import json
+    from datetime import datetime
+
+    results_dir, version = Path(results_dir or RESULTS_DIR), records.code_version()
+    points, per_grid = {}, {}
+    for grid in grid_files():
+        try:
+            notebook, grid_points = load_grid(grid, profile)
+        except StudyError:
+            continue
+        per_grid[grid.name] = {"points": len(grid_points), "found": 0}
+        for point in grid_points:
+            run_dir = records.default_run_dir(notebook.stem, point, results_dir)
+            if str(run_dir) not in points:
+                if not records.record_is_complete(run_dir, point, version):  # missing, failed, or by other code
+                    continue
+                try:
+                    meta = json.loads((run_dir / notebook.name).read_text(encoding="utf-8"))["metadata"]["papermill"]
+                    points[str(run_dir)] = (datetime.fromisoformat(meta["start_time"]),
+                                            datetime.fromisoformat(meta["end_time"]))
+                except (OSError, ValueError, KeyError, TypeError):  # no executed notebook: no interval
+                    continue
+            per_grid[grid.name]["found"] += 1
+    if not points:
+        return {"available": False, "reason": f"no executed {profile}-profile points under {results_dir / 'runs'}"}
+    wall, end = 0.0, None
+    for start, stop in sorted(points.values()):
+        if end is None or start > end:
+            wall, end = wall + (stop - start).total_seconds(), stop
+        elif stop > end:
+            wall, end = wall + (stop - end).total_seconds(), stop
+    total = sum(g["points"] for g in per_grid.values())
+    return {"available": True, "profile": profile, "wall_s": round(wall, 3), "unique_points": len(points),
+            "compute_s": round(sum((b - a).total_seconds() for a, b in points.values()), 3),
+            "complete": all(g["found"] == g["points"] for g in per_grid.values()), "grids": per_grid,
+            "first_start": min(a for a, _ in points.values()).isoformat(),
+            "last_end": max(b for _, b in points.values()).isoformat(),
+            "note": f"{len(points)} executed points (of {total} listed, shared ones once) read from {results_dir}; "
+                    "measured on whatever machine ran them, not in this bench run"}

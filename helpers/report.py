@@ -102,8 +102,8 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True) -> dict:
 
 def _study_wall_time(results_dir: Path) -> str:
     """One sentence: how many of the full profile's points this code has executed, and their wall time, from the
-    executed notebooks in results_dir/runs (bench.measured_study); "" when there are none (a fresh clone)."""
-    from .bench import measured_study
+    executed notebooks in results_dir/runs (collect.measured_study); "" when there are none (a fresh clone)."""
+    from .collect import measured_study
     m = measured_study(results_dir, "full")
     if not m.get("available"):
         return ""

@@ -224,35 +224,3 @@ def test_quick_profile_of_the_grids(tmp_path, monkeypatch):
     assert quick["available"] and quick["seconds"] == pytest.approx(tiny["seconds"])
     monkeypatch.setattr(bench, "_grids", lambda: [])
     assert bench.bench_grids(tmp_path / "none")["available"] is False
-
-
-def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypatch):
-    """Overlapping points (a parallel sweep), one inside another, one later (another grid): the wall time is
-    the union of the intervals, the compute time their sum; a point recorded by other code does not count."""
-    import nbformat
-
-    from helpers import records
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('x = 0\nseed = 0\nrun_dir = ""\n')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params]
-    nbformat.write(nb, tmp_path / "tiny.ipynb")
-    (tmp_path / "tiny.yaml").write_text("notebook: tiny.ipynb\nprofiles:\n  full: {params: {x: [1, 2, 3, 4, 5]}}\n")
-    monkeypatch.setattr(bench, "_grids", lambda: [tmp_path / "tiny.yaml"])
-    monkeypatch.setattr(records, "code_version", lambda root=None: "pinned")
-    times = {1: ("10:00:00", "10:01:40"), 2: ("10:00:30", "10:02:00"), 3: ("10:05:00", "10:05:10"),
-             4: ("11:00:00", "11:30:00"), 5: ("10:00:10", "10:00:20")}
-    for x, (start, end) in times.items():
-        run_dir = records.default_run_dir("tiny", {"x": x}, tmp_path / "results")
-        records.write_record(run_dir, {"params": {"x": x, "seed": 0},
-                                       **({"code_version": "older"} if x == 4 else {})})
-        executed = nbformat.v4.new_notebook()
-        executed.metadata["papermill"] = {"start_time": f"2026-11-25T{start}+00:00",
-                                          "end_time": f"2026-11-25T{end}+00:00", "exception": None}
-        nbformat.write(executed, run_dir / "tiny.ipynb")
-    out = bench.measured_study(tmp_path / "results")
-    assert out["available"] and out["unique_points"] == 4 and not out["complete"]
-    assert out["wall_s"] == pytest.approx(120 + 10) and out["compute_s"] == pytest.approx(100 + 90 + 10 + 10)
-    assert out["grids"]["tiny.yaml"] == {"points": 5, "found": 4}
-    assert out["first_start"].startswith("2026-11-25T10:00:00") and out["last_end"].startswith("2026-11-25T10:05:10")
-    assert not bench.measured_study(tmp_path / "elsewhere")["available"]

@@ -243,12 +243,12 @@ def test_the_contrastive_temperature_is_reported_at_start_and_end(tmp_path):
 
 
 def test_the_study_wall_time_is_read_from_the_executed_points(tmp_path, monkeypatch):
-    from helpers import bench
+    from helpers import collect
     assert report._study_wall_time(tmp_path) == ""          # no executed notebooks: no sentence
     measured = {"available": True, "unique_points": 3, "complete": False, "wall_s": 600.0, "compute_s": 1080.0,
                 "first_start": "2026-12-01T11:57:00", "last_end": "2026-12-01T12:07:00",
                 "grids": {"scaling_02.yaml": {"points": 9, "found": 3}}}
-    monkeypatch.setattr(bench, "measured_study", lambda results_dir, profile: measured)
+    monkeypatch.setattr(collect, "measured_study", lambda results_dir, profile: measured)
     text = report._study_wall_time(tmp_path)
     assert "3 distinct points (not all of every grid's: scaling_02 3/9" in text
     assert "10.0 min wall" in text and "18.0 min of point time" in text

@@ -99,9 +99,6 @@ def test_collect_analysis_stacks_grids_and_says_what_is_missing(grid, folder, tm
 def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypatch):
     """Overlapping points (a parallel sweep), one inside another, one later (another grid): the wall time is
     the union of the intervals, the compute time their sum; a point recorded by other code does not count."""
-    import nbformat
-
-    from helpers import records
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('x = 0\nseed = 0\nrun_dir = ""\n')
     params.metadata["tags"] = ["parameters"]

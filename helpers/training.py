@@ -72,6 +72,24 @@ def _warmup_cosine(optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _epoch_order(n: int, length: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """At least `length` item indices: whole random passes over the n items, one after another. Where a batch
+    straddles two passes, the next pass's first items are swapped away from the items the batch already holds,
+    so no batch holds an item twice (a contrastive loss would take the copy for a negative)."""
+    order = torch.randperm(n, generator=generator)
+    while len(order) < length:
+        nxt = torch.randperm(n, generator=generator)
+        r = len(order) % batch_size                  # items of the previous pass in the straddling batch
+        if r:
+            head = batch_size - r                    # the next pass's items in that batch
+            held = torch.isin(nxt, order[-r:])
+            clash = held[:head].nonzero().flatten()
+            free = (~held[head:]).nonzero().flatten()[:len(clash)] + head   # n >= batch_size: enough of them
+            nxt[clash], nxt[free] = nxt[free].clone(), nxt[clash].clone()
+        order = torch.cat([order, nxt])
+    return order
+
+
 StepFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -104,7 +122,6 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     batch_size = min(batch_size, num_examples)
     passes_batches = num_examples // batch_size  # drop the ragged last batch: BatchNorm needs > 1 item
     num_batches = max(passes_batches, min_steps_per_epoch, 1)
-    passes = -(-num_batches * batch_size // num_examples)   # whole passes an epoch's batches are cut from
     scheduler = _warmup_cosine(optimizer, num_epochs * num_batches)
     history, best_state, best = History(budget_steps=num_epochs * num_batches), None, -float("inf")
     start = time.perf_counter()
@@ -113,7 +130,7 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
-        order = torch.cat([torch.randperm(num_examples, generator=generator) for _ in range(passes)])
+        order = _epoch_order(num_examples, num_batches * batch_size, batch_size, generator)
         losses = []
         for b in range(num_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]

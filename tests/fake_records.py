@@ -67,6 +67,8 @@ def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False,
 
 
 def write_fake(results_dir, record):
+    """Write `record` in its run folder; one fake study is one code version (the report shows one version)."""
+    record = {"code_version": "fakecode", **record}
     run_dir = records.default_run_dir(record["notebook"], record["params"], results_dir)
     records.write_record(run_dir, record)
     return run_dir

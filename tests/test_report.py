@@ -6,7 +6,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from fake_records import accuracy, write_fake, write_mitigations, write_study
+from fake_records import accuracy, fake_record, write_fake, write_mitigations, write_study
 
 from helpers import readme as readme_blocks
 from helpers import validity
@@ -252,3 +252,18 @@ def test_the_study_wall_time_is_read_from_the_executed_points(tmp_path, monkeypa
     text = report._study_wall_time(tmp_path)
     assert "3 distinct points (not all of every grid's: scaling_02 3/9" in text
     assert "10.0 min wall" in text and "18.0 min of point time" in text
+
+
+def test_one_code_version_is_reported_the_newest_and_the_rest_is_counted(tmp_path):
+    """A re-run in progress is reported alone: the older study's records (another code version, written before)
+    are left out and counted, never averaged in; --all-versions keeps them."""
+    folder = tmp_path / "results"
+    for seed, (version, when) in enumerate([("oldcode", "2026-11-01T10:00:00"), ("oldcode", "2026-11-01T11:00:00"),
+                                            ("newcode", "2026-12-01T10:00:00")]):
+        write_fake(folder, fake_record("02_baselines", seed) | {"code_version": version, "written_at": when})
+    out = report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    assert out["records"] == 1 and out["left_out"] == {"oldcode": 2}
+    assert "Left out: 2 record(s) made by other code versions (`oldcode` 2)" in text and "`newcode`" in text
+    out = report.write_report(folder, html=False, all_versions=True)
+    assert out["records"] == 3 and out["left_out"] == {}

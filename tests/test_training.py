@@ -87,7 +87,7 @@ def test_optimizer_steps_are_epochs_times_batches(n, batch_size, batches):
     assert set(sizes) == {min(batch_size, n)}  # full batches only (BatchNorm needs more than one item)
 
 
-@pytest.mark.parametrize("n", [10, 23, 40])
+@pytest.mark.parametrize("n", [5, 10, 23, 40])
 def test_a_small_set_gets_the_same_steps_per_epoch_as_a_large_one(n):
     """At fraction 0.2 one pass is 2 batches: an epoch is still MIN_STEPS_PER_EPOCH steps, cut from whole passes,
     so every item is seen as often as the others (to within one) and patience counts the same steps."""
@@ -100,6 +100,7 @@ def test_a_small_set_gets_the_same_steps_per_epoch_as_a_large_one(n):
 
     h = _fit(model, step, n, num_epochs=2, min_steps_per_epoch=MIN_STEPS_PER_EPOCH)
     assert h.steps == h.budget_steps == 2 * MIN_STEPS_PER_EPOCH and {len(i) for i in seen} == {4}
+    assert all(len(set(i.tolist())) == len(i) for i in seen)   # a batch across two passes holds no item twice
     counts = np.bincount(torch.cat(seen[:MIN_STEPS_PER_EPOCH]).numpy(), minlength=n)
     assert counts.max() - counts.min() <= 1 and counts.sum() == 4 * MIN_STEPS_PER_EPOCH
     large = _fit(*_problem(8 * MIN_STEPS_PER_EPOCH), 8 * MIN_STEPS_PER_EPOCH, num_epochs=2,
@@ -231,15 +232,29 @@ def test_balanced_pairs_use_every_training_clip_and_image_each_epoch(synthetic_s
 def test_cutmix_pastes_one_box_of_the_partner_and_lam_is_the_share_kept(shape):
     from helpers.training import mixed_batch
     X = torch.arange(shape[0], dtype=torch.float32).view(-1, *[1] * (len(shape) - 1)).expand(shape).clone()
+    lams = []
     for seed in range(5):
         out, perm, lam = mixed_batch(X, "cutmix", torch.Generator().manual_seed(seed))
+        lams.append(lam)
         for k in range(shape[0]):   # each item is itself except the box, which is its partner's
             own = (out[k] == k).float().mean().item()
             assert ((out[k] == k) | (out[k] == perm[k].item())).all()
             assert own == (1.0 if perm[k] == k else pytest.approx(lam, abs=1e-6))
+    assert any(0 < lam < 1 for lam in lams)   # a box of some but not all of an item: something was pasted
     mixed, perm, lam = mixed_batch(X, "mixup", torch.Generator().manual_seed(3))
     torch.testing.assert_close(mixed, lam * X + (1 - lam) * X[perm])
     same, _, lam = mixed_batch(X, "none", torch.Generator().manual_seed(3))
     assert same is X and lam == 1.0
     with pytest.raises(StudyError, match="mix='blend'"):
         mixed_batch(X, "blend", torch.Generator())
+
+
+@pytest.mark.parametrize("n, batch_size", [(10, 4), (23, 8), (64, 64), (70, 64), (150, 64)])
+def test_an_epoch_order_is_whole_passes_and_no_batch_repeats_an_item(n, batch_size):
+    from helpers.training import _epoch_order
+    length = 10 * batch_size
+    order = _epoch_order(n, length, batch_size, torch.Generator().manual_seed(1))
+    passes = order[:len(order) // n * n].view(-1, n)
+    assert len(order) >= length and all(sorted(p.tolist()) == list(range(n)) for p in passes)
+    batches = order[:length].view(-1, batch_size)
+    assert all(len(set(b.tolist())) == batch_size for b in batches)

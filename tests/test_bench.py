@@ -119,7 +119,7 @@ def test_command_line_prints_what_run_bench_returns(monkeypatch, capsys):
 
 
 def test_targets_logic():
-    results = {"data": {"warm_load_s": 1.0, "cold_prepare_s": 61.0}, "pipeline": {"speedup": 5.0},
+    results = {"data": {"warm_load_s": 1.0, "cold_prepare_s": 61.0}, "pipeline": {"speedup": 3.0},
                "runs": {"full_study_measured": {"wall_s": True}}}
     rows = {t["name"]: t for t in bench.evaluate_targets(results)}
     assert rows["warm_load"]["met"] is True
@@ -224,3 +224,14 @@ def test_quick_profile_of_the_grids(tmp_path, monkeypatch):
     assert quick["available"] and quick["seconds"] == pytest.approx(tiny["seconds"])
     monkeypatch.setattr(bench, "_grids", lambda: [])
     assert bench.bench_grids(tmp_path / "none")["available"] is False
+
+
+def test_the_pipelines_compare_the_full_studys_budget():
+    """The plain pipeline is measured on the converged training the study does: the supervised full profile's
+    epochs and patience (params/scaling_02.yaml), not a few epochs."""
+    import yaml
+
+    from helpers.config import PARAMS_DIR
+    full = yaml.safe_load((PARAMS_DIR / "scaling_02.yaml").read_text())["profiles"]["full"]["params"]
+    assert bench.full_budget() == {"epochs": full["epochs"], "patience": full["patience"]}
+    assert bench.full_budget()["patience"] > 0   # stopped by validation, as the study's models are

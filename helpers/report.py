@@ -20,6 +20,7 @@ from . import records as rec
 from .evaluation import holm
 from .items import accuracy_interval, item_comparison, item_effect, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
+from .schema import MIN_STEPS_PER_EPOCH
 from .plots import counterfactual_bars, headline_figure, plot_curve
 from .readme import performance_lines, update_readme_blocks
 from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_table, clustering_table, compare_methods,
@@ -601,8 +602,9 @@ def _convergence_section(records) -> list[str]:
     lines = ["## Convergence", "",
              "Every model trains until validation has not improved for `patience` epochs, or until its budget "
              "(`epochs`) ends; the best validation epoch is kept. `still_improving`: runs whose budget ended within "
-             "`patience` epochs of their best, i.e. not converged by that rule. Both count epochs, so at a smaller "
-             "training fraction they are fewer optimizer steps (`median_steps`).", "", _md_table(c, index=False), ""]
+             "`patience` epochs of their best, i.e. not converged by that rule. Both count epochs, and an epoch is "
+             f"one pass or {MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more, so a smaller training fraction "
+             "gets as many steps (`median_steps`); records of older code counted passes only.", "", _md_table(c, index=False), ""]
     total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
     lines += [f"**{bad} of {total} trained models ran out of budget still improving**"
               + (": their comparisons measure the budget as much as the method." if bad else ".") , ""]

@@ -476,8 +476,8 @@ def temperature_table(records) -> pd.DataFrame:
 def convergence_table(records) -> pd.DataFrame:
     """Per notebook, trained model and training fraction: runs, steps taken and kept (medians), how many stopped
     by the patience rule, and how many ended their budget still improving on validation (not converged by the
-    rule). The fraction is shown because patience and budget count epochs: a smaller training set makes
-    fewer optimizer steps of each."""
+    rule). The fraction is shown because patience and budget count epochs: an epoch is at least
+    MIN_STEPS_PER_EPOCH steps, but older records counted passes, which a smaller training set makes in fewer steps."""
     rows = []
     for record in records:
         fraction = (record.get("params") or {}).get("fraction")

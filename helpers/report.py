@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -50,11 +51,8 @@ def one_study(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
     if not records:
         return records, {}
     newest = max(records, key=lambda r: str(r.get("written_at") or "")).get("code_version")
-    left_out: dict[str, int] = {}
-    for r in records:
-        if r.get("code_version") != newest:
-            left_out[str(r.get("code_version"))] = left_out.get(str(r.get("code_version")), 0) + 1
-    return [r for r in records if r.get("code_version") == newest], left_out
+    left_out = Counter(str(r.get("code_version")) for r in records if r.get("code_version") != newest)
+    return [r for r in records if r.get("code_version") == newest], dict(left_out)
 
 
 def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool = False) -> dict:
@@ -66,7 +64,9 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
     fig_dir, nb_dir = results_dir / "figures", results_dir / "notebooks"
     fig_dir.mkdir(exist_ok=True)
     _clear(fig_dir, ".png", FIGURE_PREFIXES)
-    records, left_out = (rec.load_records(results_dir), {}) if all_versions else one_study(rec.load_records(results_dir))
+    records, left_out = rec.load_records(results_dir), {}
+    if not all_versions:
+        records, left_out = one_study(records)
     df = results_table(records)
     analysis = sorted({r.get("notebook", "?") for r in records if not isinstance(r.get("results"), list)})
 
@@ -589,7 +589,8 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
                     "met": "yes" if gap >= 0 else f"**no**, by {-gap:.3f}"})
     return ["## Targets", "", f"The methods' targets ({where}): where several methods qualify, the one with the best "
             "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
-            "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The targets are for the methods, never for the comparisons.", "",
+            "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The "
+            "targets are for the methods, never for the comparisons.", "",
             _md_table(pd.DataFrame(out), index=False), ""]
 
 
@@ -604,7 +605,8 @@ def _convergence_section(records) -> list[str]:
              "(`epochs`) ends; the best validation epoch is kept. `still_improving`: runs whose budget ended within "
              "`patience` epochs of their best, i.e. not converged by that rule. Both count epochs, and an epoch is "
              f"one pass or {MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more, so a smaller training fraction "
-             "gets as many steps (`median_steps`); records of older code counted passes only.", "", _md_table(c, index=False), ""]
+             "gets as many steps (`median_steps`); records of older code counted passes only.", "",
+             _md_table(c, index=False), ""]
     total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
     lines += [f"**{bad} of {total} trained models ran out of budget still improving**"
               + (": their comparisons measure the budget as much as the method." if bad else ".") , ""]

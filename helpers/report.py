@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import records as rec
+from . import records as rec, schema
 from .evaluation import holm
 from .items import accuracy_interval, item_comparison, item_effect, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
@@ -591,7 +591,27 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
             "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
             "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The "
             "targets are for the methods, never for the comparisons.", "",
-            _md_table(pd.DataFrame(out), index=False), ""]
+            _md_table(pd.DataFrame(out), index=False), "", *_recipe_lines(rows)]
+
+
+def _recipe_lines(rows: pd.DataFrame) -> list[str]:
+    """What the scored runs tried: each notebook's parameters but the settings and the grid axes (the recipe:
+    budget, inputs, augmentation, architecture), with every value the scored runs used."""
+    lines = []
+    for notebook, group in rows.groupby("notebook", sort=True):
+        try:
+            names = [n for n in schema.names(notebook) if schema.param(notebook, n).kind != schema.SETTING
+                     and n not in AXES and n in group]
+        except StudyError:    # a notebook the schema no longer knows: nothing to say what its parameters mean
+            continue
+        def shown(name, value):   # a column with gaps holds its integers as floats
+            return str(int(value)) if schema.param(notebook, name).type is int else repr(value) if value == "" \
+                else str(value)
+        values = ("/".join(shown(n, v) for v in sorted(group[n].dropna().unique(), key=str)) or "None"
+                  for n in names)
+        lines.append(f"- {notebook}: " + ", ".join(f"{n}={v}" for n, v in zip(names, values)))
+    return ["What the scored runs used (every parameter but the settings and the grid axes):", "", *lines, ""] \
+        if lines else []
 
 
 def _convergence_section(records) -> list[str]:

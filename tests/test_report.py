@@ -54,6 +54,9 @@ def test_report_with_records(results):
     gap = 0.88 - (88 + 89 + 91) / 525
     assert f"| 14 | audio from scratch | test | audio_mel (supervised, audio) | {(88 + 89 + 91) / 525:.3f} [" in text
     assert f"| >= 0.88 | **no**, by {gap:.3f} |" in text
+    # and what the scored runs tried, read from their parameters (fake records set epochs=2; no axis, no setting)
+    recipe = next(l for l in text.splitlines() if l.startswith("- 02_baselines: "))
+    assert "epochs=2" in recipe and "seed=" not in recipe and "noise=" not in recipe
     # a second run rewrites the report without leftovers: the report's old figures go, others stay
     (results / "figures" / "accuracy_vs_stale.png").write_bytes(b"")
     (results / "figures" / "mine.png").write_bytes(b"")

@@ -134,7 +134,8 @@ def _study_wall_time(results_dir: Path) -> str:
     return (f"The full profile's points executed by the current code: {m['unique_points']} distinct points "
             f"({'all' if m['complete'] else 'not all'} of every grid's: {grids}; a point shared by two grids counts "
             f"in both), {m['wall_s'] / 60:.1f} min wall (the union of their papermill intervals, {m['first_start'][:16]} "
-            f"to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time, on the machine that ran them.")
+            f"to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time ({m['compute_s'] / m['wall_s']:.2f} "
+            "points running at once on average: the cores' use), on the machine that ran them.")
 
 
 def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict) -> list[str]:

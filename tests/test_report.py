@@ -79,13 +79,18 @@ def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
              "machine": {"cpu_model": "AMD EPYC", "cores": 2, "device": "cpu", "load_avg_1m": 0.1, "load_avg_1m_end": 2.0},
              "targets": [{"what": "warm load", "target": "< 2 s", "unit": "s", "measured": 0.5, "met": True},
                          {"what": "share of peak", "target": ">= 0.5", "unit": "", "measured": 0.25, "met": False},
-                         {"what": "full study", "target": "< 3600 s", "unit": "s", "measured": None, "met": None}]}
+                         {"what": "full study", "target": "< 3600 s", "unit": "s", "measured": None, "met": None}],
+             "runs": {"full_study_measured": {"available": True, "wall_s": 600.0, "compute_s": 1080.0, "unique_points": 3,
+                                              "complete": False, "first_start": "2026-11-25T17:00:00",
+                                              "last_end": "2026-11-25T17:10:00"}}}
     (results / "bench.json").write_text(json.dumps(bench))
     out = report.write_report(results, html=False)
     assert set(out["blocks"]) == {"results", "performance"}
     performance = "\n".join(out["blocks"]["performance"])
     assert "| share of peak | >= 0.5 | 25.0% | **no** |" in performance
     assert "| warm load | < 2 s | 0.50 s | yes |" in performance and "| full study | < 3600 s | not measured | – |" in performance
+    assert "- the committed full study: 10.0 min wall (18.0 min of point time, 1.80 points at once on average, 3 points, " \
+           "incomplete)" in performance
     readme = tmp_path / "README.md"
     begin, end = readme_blocks.BLOCK.format(name="results"), readme_blocks.BLOCK_END.format(name="results")
     readme.write_text(f"# Title\n\nbefore\n{begin}\nstale numbers\n{end}\nafter\n")
@@ -254,7 +259,7 @@ def test_the_study_wall_time_is_read_from_the_executed_points(tmp_path, monkeypa
     monkeypatch.setattr(collect, "measured_study", lambda results_dir, profile: measured)
     text = report._study_wall_time(tmp_path)
     assert "3 distinct points (not all of every grid's: scaling_02 3/9" in text
-    assert "10.0 min wall" in text and "18.0 min of point time" in text
+    assert "10.0 min wall" in text and "18.0 min of point time (1.80 points running at once" in text
 
 
 def test_one_code_version_is_reported_the_newest_and_the_rest_is_counted(tmp_path):

@@ -167,12 +167,15 @@ def sort_table(table: pd.DataFrame, by) -> pd.DataFrame:
 
 
 def format_ci(mean, lo=None, hi=None, n=None, digits: int = 3) -> str:
-    """"0.812 [0.790, 0.834] (n=5)"; a single seed says it has no interval."""
+    """"0.812 [0.790, 0.834] (n=5)". A single seed has no interval over seeds (summarise gives lo = hi = mean);
+    one from a bootstrap over its test items (lo < hi) is shown and says that it covers the items only."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
     text = f"{mean:.{digits}f}"
     if n is not None and int(n) < 2:
-        return text + " (n=1, no interval)"
+        if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or not lo < hi:
+            return text + " (n=1, no interval)"
+        return text + f" [{lo:.{digits}f}, {hi:.{digits}f}] (n=1: test items only)"
     if lo is not None and hi is not None:
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text + (f" (n={int(n)})" if n is not None else "")

@@ -61,7 +61,9 @@ def test_summarise_gives_mean_and_t_interval_over_seeds(df):
 
 def test_format_ci_and_ci_table():
     assert tables.format_ci(0.81234, 0.79, 0.83, 5) == "0.812 [0.790, 0.830] (n=5)"
-    assert "no interval" in tables.format_ci(0.5, 0.5, 0.5, 1)
+    assert "no interval" in tables.format_ci(0.5, 0.5, 0.5, 1)      # one seed, an interval over seeds
+    # one seed, an interval from a bootstrap over the test items: shown, and named for what it covers
+    assert tables.format_ci(0.5, 0.43, 0.57, 1) == "0.500 [0.430, 0.570] (n=1: test items only)"
     s = pd.DataFrame({"method": ["a", "b"], "view": ["image", "audio"], "mean": [0.5, 0.6], "lo": [0.4, 0.5],
                       "hi": [0.6, 0.7], "n": [3, 3]})
     wide = tables.ci_table(s, ["method"], ["view"])

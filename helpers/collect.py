@@ -140,6 +140,11 @@ def grid_files() -> list[Path]:
     return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
 
 
+def points_at_once(measured: dict) -> float | None:
+    """How many points of a measured_study ran at once on average (point time over wall time): the cores' use."""
+    return measured["compute_s"] / measured["wall_s"] if measured.get("wall_s") else None
+
+
 def measured_study(results_dir=None, profile: str = "full") -> dict:
     """The wall time the committed study actually took: papermill's start and end times of the executed
     notebook of every `profile` point of every grid whose record is complete and made by the current code,

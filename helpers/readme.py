@@ -63,9 +63,11 @@ def _bench_details(bench: dict) -> list[str]:
                                                                   for r in nbs))
     m = runs.get("full_study_measured") or {}
     if m.get("available"):
+        from .collect import points_at_once
+        at_once = points_at_once(m)
         out.append(f"- the committed full study: {m['wall_s'] / 60:.1f} min wall ({m['compute_s'] / 60:.1f} min of "
-                   f"point time, {m['compute_s'] / m['wall_s']:.2f} points at once on average, "
-                   f"{m['unique_points']} points{'' if m['complete'] else ', incomplete'}), "
+                   f"point time, " + (f"{at_once:.2f} points at once on average, " if at_once else "")
+                   + f"{m['unique_points']} points{'' if m['complete'] else ', incomplete'}), "
                    f"{m['first_start'][:16]} to {m['last_end'][:16]}")
     so = runs.get("sweep_overhead") or {}
     if so.get("per_point_overhead_s") is not None:

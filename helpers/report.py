@@ -126,16 +126,18 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
 def _study_wall_time(results_dir: Path) -> str:
     """One sentence: how many of the full profile's points this code has executed, and their wall time, from the
     executed notebooks in results_dir/runs (collect.measured_study); "" when there are none (a fresh clone)."""
-    from .collect import measured_study
+    from .collect import measured_study, points_at_once
     m = measured_study(results_dir, "full")
     if not m.get("available"):
         return ""
+    at_once = points_at_once(m)
     grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in m["grids"].items())
     return (f"The full profile's points executed by the current code: {m['unique_points']} distinct points "
             f"({'all' if m['complete'] else 'not all'} of every grid's: {grids}; a point shared by two grids counts "
             f"in both), {m['wall_s'] / 60:.1f} min wall (the union of their papermill intervals, {m['first_start'][:16]} "
-            f"to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time ({m['compute_s'] / m['wall_s']:.2f} "
-            "points running at once on average: the cores' use), on the machine that ran them.")
+            f"to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time"
+            + (f" ({at_once:.2f} points running at once on average: the cores' use)" if at_once else "")
+            + ", on the machine that ran them.")
 
 
 def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict) -> list[str]:
@@ -601,18 +603,20 @@ def _recipe_lines(rows: pd.DataFrame) -> list[str]:
     lines = []
     for notebook, group in rows.groupby("notebook", sort=True):
         try:
-            names = [n for n in schema.names(notebook) if schema.param(notebook, n).kind != schema.SETTING
-                     and n not in AXES and n in group]
+            params = {n: schema.param(notebook, n) for n in schema.names(notebook)}
         except StudyError:    # a notebook the schema no longer knows: nothing to say what its parameters mean
             continue
-        def shown(name, value):   # a column with gaps holds its integers as floats
-            return str(int(value)) if schema.param(notebook, name).type is int else repr(value) if value == "" \
-                else str(value)
-        values = ("/".join(shown(n, v) for v in sorted(group[n].dropna().unique(), key=str)) or "None"
-                  for n in names)
-        lines.append(f"- {notebook}: " + ", ".join(f"{n}={v}" for n, v in zip(names, values)))
+        shown = [f"{n}={_param_values(group[n], p.type is int)}" for n, p in params.items()
+                 if p.kind != schema.SETTING and n not in AXES and n in group]
+        lines.append(f"- {notebook}: " + ", ".join(shown))
     return ["What the scored runs used (every parameter but the settings and the grid axes):", "", *lines, ""] \
         if lines else []
+
+
+def _param_values(column: pd.Series, is_int: bool) -> str:
+    """Every value a parameter column holds, "/"-joined; a column with gaps holds its integers as floats."""
+    values = sorted(column.dropna().unique(), key=str)
+    return "/".join(str(int(v)) if is_int else str(v) for v in values) or "None"
 
 
 def _convergence_section(records) -> list[str]:

@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= full
 GRIDS  ?= $(wildcard params/*.yaml)
-JOBS   ?= 2
+# points at once: 2 for the full study (one core each, as it ran: more points per hour than one point on both
+# cores); 1 for the quick profile, whose cold cache two kernels would fill twice over (helpers.bench.GRID_JOBS)
+JOBS   ?= $(if $(filter quick,$(PROFILE)),1,2)
 ANALYSES := 05_label_noise 07_scaling
 # Test runs keep their records out of results/ (the committed study) and share one tensor cache.
 TEST_ENV := STUDY_RESULTS=$(CURDIR)/.cache/test-results

@@ -43,6 +43,10 @@ CASES = (tuple((kind, "supervised") for kind in ENCODERS)
          + tuple((kind, objective) for kind in ("audio_wave", "audio_mel") for objective in PAIR_OBJECTIVES))
 PIPELINE_ENCODER = "audio_mel"
 PIPELINE_FRACTION = 0.8
+# points of a grid run at once in the quick-profile section, as `make study PROFILE=quick` runs them (the
+# Makefile's JOBS for that profile): one, with both cores in its kernel. Two at once (one core each) were slower
+# there: the quick profile starts from a cold cache, which both kernels would fill with the same ImageNet features
+GRID_JOBS = 1
 
 # name, what, comparison, threshold, unit, where the value is in the results
 TARGETS = (
@@ -536,9 +540,9 @@ def _grids() -> list[Path]:
     return grid_files()
 
 
-def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None) -> dict:
-    """The quick profile of every grid in params/ into one results folder (a point shared between grids
-    runs once, as in a real sweep)."""
+def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None, jobs: int = GRID_JOBS) -> dict:
+    """The quick profile of every grid in params/ into one results folder, `jobs` points at once (a point
+    shared between grids runs once, as in a real sweep: `make study PROFILE=quick`)."""
     from .sweeps import load_grid, sweep
     if not _grids():
         return {"available": False, "reason": f"no grid files in {PARAMS_DIR}"}
@@ -549,7 +553,7 @@ def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None
         except StudyError as err:
             rows.append({"grid": grid.name, "status": "skipped", "reason": _first_line(str(err)), "seconds": 0.0})
         else:
-            df = sweep(grid, profile="quick", results_dir=folder, progress=False, timeout=timeout)
+            df = sweep(grid, profile="quick", jobs=jobs, results_dir=folder, progress=False, timeout=timeout)
             ran = df[df["status"] == "ran"]
             rows.append({"grid": grid.name, "notebook": notebook.name, "points": len(df), "ran": len(ran),
                          "shared_done": int((df["status"] == "done").sum()),
@@ -558,7 +562,7 @@ def bench_grids(folder: Path, on_step=lambda: None, timeout: float | None = None
                          "mean_point_s": _r(ran["seconds"].mean()) if len(ran) else None,
                          "first_error": _first_line(next((e for e in df.get("error", []) if e), None))})
         on_step()
-    return {"available": True, "seconds": _r(sum(r["seconds"] for r in rows)), "grids": rows}
+    return {"available": True, "seconds": _r(sum(r["seconds"] for r in rows)), "jobs": jobs, "grids": rows}
 
 
 # --------------------------------------------------------------------------- targets and the whole bench

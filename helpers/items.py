@@ -3,9 +3,11 @@ test items and seeds, with an interval over both (a paired bootstrap) and McNema
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from . import evaluation as ev
 from .config import StudyError
+from .tables import summarise
 
 
 def labels_for(record: dict, view: str, test_set: str = "test") -> np.ndarray:
@@ -52,25 +54,40 @@ def _paired_seeds(a: dict, b: dict) -> list:
     return sorted(s for s in set(a) & set(b) if len(a[s]) == len(b[s]))
 
 
+def paired_items(by_a: dict, by_b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """a - b from two seed -> per-item maps (whether each item was right, or a per-item change such as
+    drop_by_seed's) over the seeds both have on as many items: the paired bootstrap over seeds and items,
+    and, when both sides are right/wrong, McNemar per seed (the largest p and the pooled discordant counts)."""
+    seeds = _paired_seeds(by_a, by_b)
+    if not seeds:
+        raise StudyError("no seed has item predictions on both sides, on the same items")
+    A, B = [by_a[s] for s in seeds], [by_b[s] for s in seeds]
+    out = ev.paired_bootstrap(A, B, n_boot=n_boot, seed=seed) | {"seed_list": seeds}
+    if all(np.asarray(x).dtype == bool for x in A + B):
+        tests = [ev.mcnemar(x, y) for x, y in zip(A, B)]
+        out.update(mcnemar_max_p=max(t["p_value"] for t in tests),
+                   a_only=sum(t["a_only"] for t in tests), b_only=sum(t["b_only"] for t in tests))
+    return out
+
+
 def item_comparison(records, a: dict, b: dict, test_set: str = "test", where: dict | None = None,
                     n_boot: int = 2000, seed: int = 0) -> dict:
     """a - b (each {"method", "protocol", "view"}, scored on the same items: the same view, or fused against
-    image_on_pairs) on one test set, item by item over the seeds both have: the paired bootstrap over seeds
-    and items, and McNemar per seed (the largest p and the pooled discordant counts). Runs are paired by
-    seed among the records that match `where` (parameter -> value)."""
+    image_on_pairs) on one test set, item by item over the seeds both have (paired_items). Runs are paired
+    by seed among the records that match `where` (parameter -> value)."""
     if _items_of(a["view"], test_set) != _items_of(b["view"], test_set):
         raise StudyError(f"{a['view']} and {b['view']} are not scored on the same items: no item-level comparison")
     by_a, by_b = (correct_by_seed(records, spec, test_set, where) for spec in (a, b))
-    seeds = _paired_seeds(by_a, by_b)
-    if not seeds:
+    if not _paired_seeds(by_a, by_b):
         raise StudyError(f"no seed has item predictions of both {a} and {b} on {test_set}")
-    A, B = [by_a[s] for s in seeds], [by_b[s] for s in seeds]
-    out = ev.paired_bootstrap(A, B, n_boot=n_boot, seed=seed)
-    tests = [ev.mcnemar(x, y) for x, y in zip(A, B)]
-    out.update(mcnemar_max_p=max(t["p_value"] for t in tests),
-               a_only=sum(t["a_only"] for t in tests), b_only=sum(t["b_only"] for t in tests),
-               seed_list=seeds)
-    return out
+    return paired_items(by_a, by_b, n_boot=n_boot, seed=seed)
+
+
+def drop_by_seed(records, spec: dict, test_set: str) -> dict:
+    """seed -> per item, right on the counterfactual `test_set` minus right on the plain test split (-1, 0 or
+    1), from the same run: a counterfactual changes the inputs of the test items, never which items."""
+    changed, plain = correct_by_seed(records, spec, test_set), correct_by_seed(records, spec, "test")
+    return {s: changed[s].astype(float) - plain[s] for s in _paired_seeds(changed, plain)}
 
 
 def statement(result: dict) -> str:
@@ -80,19 +97,53 @@ def statement(result: dict) -> str:
             f"{result['a_only']} vs {result['b_only']}, McNemar per seed p <= {result['mcnemar_max_p']:.2g}")
 
 
+def _mean_interval(by_seed: dict, n_boot: int, seed: int) -> dict | None:
+    """Mean of seed -> per-item values over seeds and items, with the two-level bootstrap of
+    ev.paired_bootstrap (seeds, then items) taken against zeros; None without seeds or with unequal items."""
+    if not by_seed or len({len(c) for c in by_seed.values()}) != 1:
+        return None
+    A = [np.asarray(by_seed[s], float) for s in sorted(by_seed)]
+    out = ev.paired_bootstrap(A, [np.zeros_like(a) for a in A], n_boot=n_boot, seed=seed)
+    return {"mean": out["mean_diff"], "lo": out["ci_lo"], "hi": out["ci_hi"], "n": out["seeds"],
+            "items": out["items"]}
+
+
 def accuracy_interval(records, spec: dict, test_set: str = "test", where: dict | None = None,
                       notebook: str | None = None, n_boot: int = 2000, seed: int = 0) -> dict | None:
     """Accuracy of one row (spec: method, protocol, view) on `test_set`, mean over the seeds of the records that
     match `where` (and `notebook`), with an interval that covers both the seeds and the test sample: the
     two-level bootstrap of ev.paired_bootstrap (seeds, then items) taken against a classifier that is never
     right, whose difference is the accuracy itself. None when no matching record kept its predictions."""
-    by_seed = correct_by_seed(records, spec, test_set, where, notebook)
-    if not by_seed or len({len(c) for c in by_seed.values()}) != 1:
-        return None
-    A = [by_seed[s] for s in sorted(by_seed)]
-    out = ev.paired_bootstrap(A, [np.zeros_like(a) for a in A], n_boot=n_boot, seed=seed)
-    return {"mean": out["mean_diff"], "lo": out["ci_lo"], "hi": out["ci_hi"], "n": out["seeds"],
-            "items": out["items"]}
+    return _mean_interval(correct_by_seed(records, spec, test_set, where, notebook), n_boot, seed)
+
+
+def item_summary(rows: pd.DataFrame, records, by=(), metric: str = "accuracy") -> pd.DataFrame:
+    """summarise()'s columns for `metric` of every (method, protocol, view, test_set, *by) of `rows`: "accuracy"
+    (results_table rows), or "drop" (validity.counterfactual_drops rows: the counterfactual minus the plain
+    test split, same run). Each from the per-item predictions of exactly the runs of its rows, with the
+    bootstrap over seeds and items (column interval = "bootstrap"); a group whose records keep no per-item
+    predictions gets the t interval over its seeds instead (interval = "t"), its method marked " (t)"."""
+    if rows.empty:
+        return pd.DataFrame()
+    by_dir = {r.get("run_dir"): r for r in records}
+    keys = ["notebook", "method", "protocol", "view", "test_set", *by]
+    out = []
+    for key, group in rows[rows[metric].notna()].groupby(keys, sort=False):
+        row = dict(zip(keys, key))
+        spec = {k: row[k] for k in ("method", "protocol", "view")}
+        chosen = [by_dir[d] for d in group["run_dir"].unique() if d in by_dir] if "run_dir" in group else []
+        chosen = [r for r in chosen if r.get("notebook") == row["notebook"]]
+        per_item = (correct_by_seed(chosen, spec, row["test_set"]) if metric == "accuracy"
+                    else drop_by_seed(chosen, spec, row["test_set"]))
+        ci = _mean_interval(per_item, n_boot=2000, seed=0)
+        keep = {**spec, **{k: row[k] for k in ("test_set", *by)}, "metric": metric}
+        if ci is not None:
+            out.append({**keep, **ci, "interval": "bootstrap"})
+        else:
+            t = summarise(group, by=["method"], metric=metric).iloc[0]
+            out.append({**keep, "method": f"{row['method']} (t)", **{k: t[k] for k in ("mean", "lo", "hi", "n")},
+                        "interval": "t"})
+    return pd.DataFrame(out)
 
 
 def item_effect(records, spec: dict, axis: str, level, baseline, test_set: str = "test", n_boot: int = 2000,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from . import records as rec, schema
 from .evaluation import holm
-from .items import accuracy_interval, item_comparison, item_effect, statement as item_statement
+from .items import item_comparison, item_effect, item_summary, statement as item_statement
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .schema import MIN_STEPS_PER_EPOCH
 from .plots import counterfactual_bars, headline_figure, plot_curve
@@ -172,7 +173,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     for metric in ("accuracy", "macro_f1"):
         s = summarise(head[head[metric].notna()], by=["method", "protocol", "view"], metric=metric)
         lines += [f"**{metric}**", "", _md_table(ci_table(s, ["method", "protocol"], ["view"])), ""]
-    boot = _item_intervals(head, records)
+    boot = item_summary(head, records)
     if not boot.empty:
         lines += ["**accuracy, 95% interval over seeds and test items** (two-level bootstrap: seeds, then items; "
                   "the interval to read when there are few seeds, and the only one with one seed; a method marked "
@@ -199,7 +200,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
             continue
         at = ", ".join(f"{k}={v}" for k, v in fixed.items())
         lines += [f"## Accuracy against {X_LABELS[x]}{' (' + at + ')' if at else ''}", ""]
-        s = _item_intervals(sl, records, by=[x])
+        s = item_summary(sl, records, by=[x])
         lines += ["Mean over seeds, [95% bootstrap interval over seeds and test items; (t): t interval over seeds "
                   "where the records keep no per-item predictions], (seeds):", "",
                   _md_table(ci_table(s, ["method", "protocol", "view"], [x])), ""]
@@ -244,33 +245,8 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     lines += [f"- {s}" for s in _shortcut_statements(d, audit_full, drops, cond)] + [""]
     variants = mitigation_variants(df)
     if not variants.empty:
-        lines += _mitigation_section(variants, audit_full)
+        lines += _mitigation_section(variants, audit_full, records)
     return lines
-
-
-def _item_intervals(rows: pd.DataFrame, records, by=()) -> pd.DataFrame:
-    """summarise()'s columns for the accuracy of every (method, protocol, view, *by) of `rows`, each from the
-    per-item predictions of exactly the runs of its rows, with the interval of items.accuracy_interval
-    (column interval = "bootstrap"); a group whose records keep no per-item predictions gets the t interval
-    over its seeds instead (interval = "t"), its method marked " (t)" for the tables."""
-    if rows.empty:
-        return pd.DataFrame()
-    by_dir = {r.get("run_dir"): r for r in records}
-    keys = ["notebook", "method", "protocol", "view", "test_set", *by]
-    out = []
-    for key, group in rows[rows["accuracy"].notna()].groupby(keys, sort=False):
-        row = dict(zip(keys, key))
-        spec = {k: row[k] for k in ("method", "protocol", "view", *by)}
-        chosen = [by_dir[d] for d in group["run_dir"].unique() if d in by_dir] if "run_dir" in group else []
-        ci = accuracy_interval(chosen, {k: row[k] for k in ("method", "protocol", "view")}, row["test_set"],
-                               notebook=row["notebook"]) if chosen else None
-        if ci is not None:
-            out.append({**spec, "metric": "accuracy", **ci, "interval": "bootstrap"})
-        else:
-            t = summarise(group, by=["method"]).iloc[0]
-            out.append({**spec, "method": f"{row['method']} (t)", "metric": "accuracy",
-                        **{k: t[k] for k in ("mean", "lo", "hi", "n")}, "interval": "t"})
-    return pd.DataFrame(out)
 
 
 # ---------------------------------------------------------------------------- choosing what to show
@@ -475,32 +451,65 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
 
 # ---------------------------------------------------------------------------- sections
 
-def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
-    tables = mitigation_tables(d)
+def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> list[str]:
+    tables = mitigation_tables(d, records)
     where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())
     lines = [f"### Mitigations on and off (notebook {', '.join(sorted(set(d['notebook'])))}; {where})", "",
-             "Each variant switches one default mitigation off (`none`: all of them). Mean over seeds, 95% t interval, "
-             "number of seeds. Accuracy on the plain test split:", "", _md_table(tables["accuracy"]), "",
-             "Counterfactual drops (changed minus plain test accuracy, same run; audio models on the audio changes, "
-             "image models on the image changes, fused models on both):", "", _md_table(tables["drops"]), ""]
-    p = tables["paired"]
-    if p.empty:
-        return lines
-    out = []
-    for measure, what in (("accuracy", "plain test accuracy"), ("drop", "drop on `bandlimit_4k`")):
-        rows = p[(p["measure"] == measure) & (p["view"] == "audio")]
-        if measure == "drop":
-            rows = rows[rows["test_set"] == "bandlimit_4k"]
-        for r in rows.itertuples():
-            if r.n >= 2:
-                out.append(f"{r.variant} vs defaults, {r.method} ({r.view}), {what}: {format_diff(r._asdict())}")
-    lines += ["Paired by seed (each variant minus the defaults, paired t-test):", ""] + [f"- {o}" for o in out] + [""]
+             "Each variant switches one default mitigation off (`none`: all of them). Mean over seeds [95% bootstrap "
+             "interval over seeds and test items] (seeds); a method marked (t): its records keep no per-item "
+             "predictions, so its interval is the t interval over seeds. Accuracy on the plain test split:", "",
+             _md_table(tables["accuracy"]), "",
+             "Counterfactual drops (changed minus plain test accuracy, same run and items; audio models on the audio "
+             "changes, image models on the image changes, fused models on both):", "", _md_table(tables["drops"]), ""]
+    lines += _mitigation_paired_lines(tables["paired"])
     # the mitigation targets, checked against the numbers above
-    lines += [f"- {s}" for s in _bandlimit_target(d) + _audio_vs_audit(d, audit_full)] + [""]
+    lines += [f"- {s}" for s in _bandlimit_target(d, records) + _audio_vs_audit(d, audit_full)] + [""]
     return lines
 
 
-def _bandlimit_target(d: pd.DataFrame) -> list[str]:
+def _mitigation_paired_lines(p: pd.DataFrame) -> list[str]:
+    """Each variant minus the defaults on the same items and seeds: plain test accuracy (every view, McNemar
+    p-values Holm-corrected over the table) and the drop on `bandlimit_4k` (audio models)."""
+    if p.empty:
+        return []
+    items = p.get("interval", pd.Series(["t"])).eq("bootstrap").all()
+    acc = p[p["measure"] == "accuracy"].copy()
+    # a variant that leaves a model's right and wrong items as they were (e.g. an audio setting and the image
+    # model) gives McNemar nothing to test: shown as such, and not counted in the Holm family
+    same = acc["discordant"].eq(0) if "discordant" in acc else pd.Series(False, index=acc.index)
+    tested = acc["p_value"].notna() & ~same
+    acc["p_holm"] = None
+    acc.loc[tested, "p_holm"] = holm(list(acc.loc[tested, "p_value"].astype(float)))
+    seeds = ", ".join(sorted(set(p["seeds"].astype(str))))
+    pairing = (f"item by item on the seeds both have ({seeds}; paired bootstrap over seeds and test items"
+               if items else "paired by seed (paired t-test")
+    test_note = "; McNemar per seed, its largest p)" if items else ")"
+
+    def cell(r):
+        if r.get("discordant") == 0:
+            return "same items right (nothing to test)"
+        if not items:
+            text = format_diff(r)
+        else:
+            text = f"{r['mean_diff']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]"
+            text += f", p={r['p_value']:.2g}" if pd.notna(r.get("p_value")) else ""
+        return text + (f" (Holm {r['p_holm']:.2g})" if pd.notna(r.get("p_holm")) else "")
+    out = []
+    for what, rows in ((f"Plain test accuracy, each variant minus the defaults, {pairing}{test_note}; Holm over the "
+                        f"{int(tested.sum())} tests of this table with any item that changed:", acc),
+                       ("Drop on `bandlimit_4k`, each variant minus the defaults (a difference of differences, "
+                        f"same items), {pairing}):",
+                        p[(p["measure"] == "drop") & (p["view"] == "audio") & (p.get("test_set") == "bandlimit_4k")])):
+        if rows.empty:
+            continue
+        rows = rows.assign(cell=[cell(r) for r in rows.to_dict("records")])
+        wide = rows.pivot_table(index=["method", "protocol", "view"], columns="variant", values="cell",
+                                aggfunc="first", sort=False)
+        out += [what, "", _md_table(wide[[v for v in p["variant"].drop_duplicates() if v in wide.columns]]), ""]
+    return out
+
+
+def _bandlimit_target(d: pd.DataFrame, records) -> list[str]:
     """Target: with the default mitigations the band-limit counterfactual costs every audio model < 2 points."""
     runs = counterfactual_drops(primary_protocols(d[d["accuracy"].notna()]))
     runs = runs[(runs["view"] == "audio") & (runs["test_set"] == "bandlimit_4k")]
@@ -513,12 +522,12 @@ def _bandlimit_target(d: pd.DataFrame) -> list[str]:
                            f"{MITIGATIONS['sample_rate']} Hz it is at or above the Nyquist frequency, so no input "
                            "changes.")
             continue
-        s = summarise(r, by=["method"], metric="drop")
+        s = item_summary(r, records, metric="drop")
         worst = s.sort_values("mean").iloc[0]
         met = bool((s["mean"] > -0.02).all())
         out.append(f"Band-limit drop of the audio models with {variant}: worst {worst['method']} "
-                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}; target (< 2 points for every audio "
-                   f"model) {'met' if met else 'missed'}"
+                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'], interval=worst['interval'])}; "
+                   f"target (< 2 points for every audio model) {'met' if met else 'missed'}"
                    + (" (at 8 kHz a 4 kHz band limit is the Nyquist frequency and removes almost nothing, so this "
                       "check is weak by construction; the 16 kHz variant shows what the common bandwidth protects "
                       "against)" if variant == "defaults" and MITIGATIONS["sample_rate"] <= 8000 else "") + ".")
@@ -582,12 +591,12 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
     out = []
     for (issue, what), group in rows.groupby(["issue", "target"], sort=False):
         first = group.iloc[0]
-        ci = _item_intervals(group, records).iloc[0]
+        ci = item_summary(group, records).iloc[0]
         how = " t over seeds" if ci["interval"] == "t" else ""
         gap = ci["mean"] - first["threshold"]
         out.append({"issue": issue, "target": what, "test set": first["test_set"],
                     "method": f"{first['method']} ({first['protocol']}, {first['view']})",
-                    "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"]) + how,
+                    "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"], interval=ci["interval"]) + how,
                     "wanted": f">= {first['threshold']:g}",
                     "met": "yes" if gap >= 0 else f"**no**, by {-gap:.3f}"})
     return ["## Targets", "", f"The methods' targets ({where}): where several methods qualify, the one with the best "
@@ -713,6 +722,16 @@ def _reference_rank(run_dir: Path) -> tuple:
             all(p.get(k, v) == v for k, v in MITIGATIONS.items()))
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def stable_ids(html: str) -> str:
+    """The page with nbconvert's random element ids (uuid4, new at every render) numbered in order of first
+    appearance, so that re-rendering an unchanged notebook leaves the committed page as it was."""
+    ids: dict[str, str] = {}
+    return UUID.sub(lambda m: ids.setdefault(m.group(0), f"output-{len(ids) + 1}"), html)
+
+
 def _render_notebooks(results_dir: Path, out_dir: Path, run_dirs: set[str] | None = None) -> tuple[dict, list[str]]:
     """One HTML per notebook stem from results/runs/**/<stem>.ipynb (only those in `run_dirs` when given: the
     reported study's runs): the run that best represents the notebook (_reference_rank), the newest among
@@ -743,7 +762,7 @@ def _render_notebooks(results_dir: Path, out_dir: Path, run_dirs: set[str] | Non
             problems.append(f"{path}: {type(e).__name__}: {e}")
             continue
         target = out_dir / f"{stem}.html"
-        rec.atomic_write_text(target, html)
+        rec.atomic_write_text(target, stable_ids(html))
         written[stem] = {"html": target.name, "source": str(path.relative_to(results_dir)), "ok": ok}
     return written, problems
 

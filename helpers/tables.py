@@ -166,27 +166,30 @@ def sort_table(table: pd.DataFrame, by) -> pd.DataFrame:
     return table.sort_values(list(by), key=_sort_key, kind="stable").reset_index(drop=True)
 
 
-def format_ci(mean, lo=None, hi=None, n=None, digits: int = 3) -> str:
-    """"0.812 [0.790, 0.834] (n=5)". A single seed has no interval over seeds (summarise gives lo = hi = mean);
-    one from a bootstrap over its test items (lo < hi) is shown and says that it covers the items only."""
+def format_ci(mean, lo=None, hi=None, n=None, digits: int = 3, interval: str | None = None) -> str:
+    """"0.812 [0.790, 0.834] (n=5)". `interval` says what the interval covers: "t" (over seeds: a single seed has
+    none) or "bootstrap" (over seeds and test items: a single seed has one, over its items). Without it, a single
+    seed's interval is shown when it has a width (summarise gives lo = hi = mean)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
     text = f"{mean:.{digits}f}"
+    missing = lo is None or hi is None or pd.isna(lo) or pd.isna(hi)
     if n is not None and int(n) < 2:
-        if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or not lo < hi:
+        if missing or interval == "t" or (interval is None and not lo < hi):
             return text + " (n=1, no interval)"
         return text + f" [{lo:.{digits}f}, {hi:.{digits}f}] (n=1: test items only)"
-    if lo is not None and hi is not None:
+    if not missing:
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text + (f" (n={int(n)})" if n is not None else "")
 
 
 def ci_table(summary: pd.DataFrame, index, columns, digits: int = 3) -> pd.DataFrame:
-    """A summarise() table pivoted for reading: cells "mean [lo, hi] (n=...)"."""
+    """A summarise() or items.item_summary() table pivoted for reading: cells "mean [lo, hi] (n=...)"."""
     if summary.empty:
         return pd.DataFrame()
-    s = summary.assign(cell=[format_ci(m, lo, hi, n, digits) for m, lo, hi, n in
-                             zip(summary["mean"], summary["lo"], summary["hi"], summary["n"])])
+    kinds = summary["interval"] if "interval" in summary else [None] * len(summary)
+    s = summary.assign(cell=[format_ci(m, lo, hi, n, digits, kind) for m, lo, hi, n, kind in
+                             zip(summary["mean"], summary["lo"], summary["hi"], summary["n"], kinds)])
     index, columns = list(index), list(columns)
     wide = s.pivot_table(index=index, columns=columns, values="cell", aggfunc="first", sort=False)
     wide = wide.reindex(columns=sorted(wide.columns, key=lambda c: _col_key(c, columns)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from . import schema
+from .config import StudyError
+from .items import correct_by_seed, drop_by_seed, item_summary, paired_items
 from .tables import (CLASSIFYING, METRICS, ci_table, compare_methods, headline_condition, primary_protocols, select,
                      summarise)
 
@@ -111,29 +113,31 @@ def _variant_order(variants) -> list[str]:
     return sorted(set(variants), key=lambda v: (v != "defaults", v == "none", singles.index(v) if v in singles else 99, v))
 
 
-def mitigation_tables(d: pd.DataFrame) -> dict:
+def mitigation_tables(d: pd.DataFrame, records=None) -> dict:
     """From mitigation_variants rows: "accuracy" (plain test split) and "drops" (counterfactual minus plain,
-    same run), each method/protocol/view x variant with "mean [lo, hi] (n)"; "paired": every variant
-    against the defaults per method/view, paired by seed (compare_methods rows, accuracy and drops)."""
+    same run), each method/protocol/view x variant with "mean [lo, hi] (n)"; "paired": every variant against
+    the defaults per method/view. With `records` (their per-item predictions) the intervals are bootstraps over
+    seeds and test items and "paired" compares item by item on the seeds both have (items.paired_items, McNemar
+    for accuracy), so a variant run with one seed still has an interval and a test; without them, t intervals
+    over seeds and paired t-tests (compare_methods rows)."""
     d = primary_protocols(d[d["accuracy"].notna()])
     test = d[d["test_set"] == "test"]
     order = _variant_order(d["variant"])
-    acc = summarise(test, by=["method", "protocol", "view", "variant"], metric="accuracy")
     drops_runs = counterfactual_drops(d)
     # a counterfactual of one modality says nothing about a model of the other
     audio_set = drops_runs["test_set"].isin(AUDIO_TEST_SETS)
     relevant = ((drops_runs["view"] == "fused") | ((drops_runs["view"] == "audio") & audio_set)
                 | ((drops_runs["view"] == "image") & ~audio_set))
     drops_runs = drops_runs[relevant]
-    drops = summarise(drops_runs, by=["method", "protocol", "view", "test_set", "variant"], metric="drop")
-    paired = []
-    for variant in order[1:]:
-        for metric, table in (("accuracy", test), ("drop", drops_runs.assign(accuracy=drops_runs["drop"]))):
-            groups = ["method", "protocol", "view"] + (["test_set"] if metric == "drop" else [])
-            c = compare_methods(table, {"variant": variant}, {"variant": "defaults"}, over=groups,
-                                test_set=None if metric == "drop" else "test")
-            paired.append(c.assign(variant=variant, measure=metric))
-    paired = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
+    if records:
+        acc = item_summary(test, records, by=["variant"])
+        drops = item_summary(drops_runs, records, by=["variant"], metric="drop")
+    else:
+        acc = summarise(test, by=["method", "protocol", "view", "variant"], metric="accuracy")
+        drops = summarise(drops_runs, by=["method", "protocol", "view", "test_set", "variant"], metric="drop")
+    paired = _paired_items(test, drops_runs, records, order) if records else pd.DataFrame()
+    if paired.empty:   # no per-item predictions on both sides: paired by seed
+        paired = _paired_by_seed(test, drops_runs, order)
 
     def wide(s, index):
         table = ci_table(s, index, ["variant"])
@@ -141,6 +145,51 @@ def mitigation_tables(d: pd.DataFrame) -> dict:
     return {"accuracy": wide(acc, ["method", "protocol", "view"]),
             "drops": wide(drops, ["method", "protocol", "view", "test_set"]), "paired": paired,
             "variants": order, "seeds": int(test["seed"].nunique()) if "seed" in test else 1}
+
+
+def _paired_by_seed(test: pd.DataFrame, drops_runs: pd.DataFrame, order) -> pd.DataFrame:
+    """Every variant minus the defaults, per method/protocol/view (and counterfactual, for drops), paired by
+    seed: compare_methods rows with variant, measure and interval = "t"."""
+    paired = []
+    for variant in order[1:]:
+        for metric, table in (("accuracy", test), ("drop", drops_runs.assign(accuracy=drops_runs["drop"]))):
+            groups = ["method", "protocol", "view"] + (["test_set"] if metric == "drop" else [])
+            c = compare_methods(table, {"variant": variant}, {"variant": "defaults"}, over=groups,
+                                test_set=None if metric == "drop" else "test")
+            paired.append(c.assign(variant=variant, measure=metric, interval="t"))
+    return pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
+
+
+def _paired_items(test: pd.DataFrame, drops_runs: pd.DataFrame, records, order) -> pd.DataFrame:
+    """Every variant minus the defaults, per method/protocol/view (and counterfactual, for drops), item by item
+    on the seeds both have: compare_methods's columns a, b, n, seeds, mean_diff, ci_lo, ci_hi, p_value
+    (McNemar per seed, the largest; accuracy only), plus items, discordant (items right on one side only, over
+    the seeds; accuracy only), variant, measure and interval = "bootstrap"."""
+    by_dir = {r.get("run_dir"): r for r in records}
+    rows = []
+    for measure, table in (("accuracy", test), ("drop", drops_runs)):
+        keys = ["method", "protocol", "view"] + (["test_set"] if measure == "drop" else [])
+        runs = {k: {v: [by_dir[r] for r in g["run_dir"].unique() if r in by_dir] for v, g in group.groupby("variant")}
+                for k, group in table.groupby(keys, sort=False)}
+        for key, by_variant in runs.items():
+            row = dict(zip(keys, key))
+            spec, test_set = {k: row[k] for k in ("method", "protocol", "view")}, row.get("test_set", "test")
+            per_item = {v: (correct_by_seed(recs, spec, test_set) if measure == "accuracy" else
+                            drop_by_seed(recs, spec, test_set)) for v, recs in by_variant.items()}
+            for variant in order[1:]:
+                if variant not in per_item or "defaults" not in per_item:
+                    continue
+                try:
+                    c = paired_items(per_item[variant], per_item["defaults"])
+                except StudyError:   # no seed with per-item predictions on both sides
+                    continue
+                rows.append({**row, "a": variant, "b": "defaults", "metric": measure, "n": c["seeds"],
+                             "seeds": ",".join(map(str, c["seed_list"])), "items": c["items"],
+                             "mean_diff": c["mean_diff"], "ci_lo": c["ci_lo"], "ci_hi": c["ci_hi"],
+                             "p_value": c.get("mcnemar_max_p"), "discordant": c.get("a_only", 0) + c.get("b_only", 0)
+                             if measure == "accuracy" else None, "variant": variant, "measure": measure,
+                             "interval": "bootstrap"})
+    return pd.DataFrame(rows)
 
 
 def external_note(record: dict) -> str:

@@ -48,12 +48,7 @@ def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False,
               "split_sizes": {"audio": {"train": int(600 * fraction), "val": 50, "test": 175},
                               "image": {"train": int(650 * fraction), "val": 55, "test": 190}},
               "code_version": "fakecode", "environment": {}}
-    # per-item predictions of the test split: the first round(accuracy * n) items right, the rest wrong
-    y = [i % 3 for i in range(175)]
-    record["test_labels"] = {"audio": y, "image": y, "pairs": y}
-    record["predictions"] = {f"{r['method']}/{r['protocol']}/{r['view']}/test":
-                             [c if i < round(r["accuracy"] * len(y)) else (c + 1) % 3 for i, c in enumerate(y)]
-                             for r in rows if r["test_set"] == "test" and "accuracy" in r}
+    set_predictions(record)
     if audits:
         record["audits"] = {m: {"all_features": {"majority": {"accuracy": 0.12, "macro_f1": 0.02},
                                                  "logistic": {"accuracy": 0.3 + 0.01 * seed, "macro_f1": 0.2},
@@ -63,6 +58,17 @@ def fake_record(notebook, seed, noise=0.0, fraction=0.8, epochs=2, audits=False,
                                                    {"feature": "majority", "accuracy": 0.12, "macro_f1": 0.02,
                                                     "n_features": 0}]}
                             for m in ("audio", "image")}
+    return record
+
+
+def set_predictions(record, n=175):
+    """Per-item predictions that agree with the record's accuracies, on the test split and its counterfactuals
+    (the same n items): the first round(accuracy * n) items right, the rest wrong."""
+    y = [i % 3 for i in range(n)]
+    record["test_labels"] = {"audio": y, "image": y, "pairs": y}
+    record["predictions"] = {f"{r['method']}/{r['protocol']}/{r['view']}/{r['test_set']}":
+                             [c if i < round(r["accuracy"] * len(y)) else (c + 1) % 3 for i, c in enumerate(y)]
+                             for r in record["results"] if r["test_set"] != "external" and "accuracy" in r}
     return record
 
 
@@ -100,7 +106,7 @@ def write_mitigations(folder, mitigations):
                 for row in record["results"]:
                     if row["view"] == "audio":
                         row["accuracy"] += 0.05 if row["test_set"] == "test" else -0.2 - 0.01 * seed
-            write_fake(folder, record)
+            write_fake(folder, set_predictions(record))
     write_fake(folder, fake_record("02_baselines", 0, noise=0.2))
     return folder
 

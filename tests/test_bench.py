@@ -2,6 +2,7 @@
 wiring to the project's code. Nothing here asserts a speed: the machine running the tests is shared, and
 the speed targets live in helpers.bench.TARGETS."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -222,8 +223,21 @@ def test_quick_profile_of_the_grids(tmp_path, monkeypatch):
     assert broken["status"] == "skipped" and broken["reason"]
     assert tiny["ran"] == 2 and tiny["failed"] == 0 and tiny["seconds"] > 0
     assert quick["available"] and quick["seconds"] == pytest.approx(tiny["seconds"])
+    assert quick["jobs"] == bench.GRID_JOBS
     monkeypatch.setattr(bench, "_grids", lambda: [])
     assert bench.bench_grids(tmp_path / "none")["available"] is False
+
+
+def test_the_quick_profile_runs_as_make_study_does():
+    """The bench times the quick profile with as many points at once as `make study PROFILE=quick` runs."""
+    import shutil
+    import subprocess
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    root = Path(bench.__file__).resolve().parents[1]
+    out = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-jobs: ; @echo $(JOBS)", "print-jobs",
+                          "PROFILE=quick"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert int(out.strip()) == bench.GRID_JOBS
 
 
 def test_the_pipelines_compare_the_full_studys_budget():

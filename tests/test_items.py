@@ -77,3 +77,37 @@ def test_item_effect_pairs_two_levels_of_an_axis_by_seed():
     assert e["mean_diff"] == pytest.approx(-10 / 40) and e["seeds"] == 1 and e["ci_hi"] < 0   # one seed: items
     with pytest.raises(StudyError, match="at both noise=0.1"):
         items.item_effect(records, A, "noise", 0.1, 0.0)
+
+
+def test_paired_items_tests_right_wrong_maps_and_bootstraps_changes():
+    right = {0: np.array([True] * 8 + [False] * 2), 1: np.array([True] * 6 + [False] * 4)}
+    wrong = {0: np.array([True] * 5 + [False] * 5), 1: np.array([True] * 5 + [False] * 5), 7: np.ones(3, bool)}
+    r = items.paired_items(right, wrong, n_boot=200)
+    assert r["seed_list"] == [0, 1] and r["mean_diff"] == pytest.approx(0.2) and (r["a_only"], r["b_only"]) == (4, 0)
+    change = {s: v.astype(float) - 1 for s, v in right.items()}            # not right/wrong: no McNemar
+    r = items.paired_items(change, {s: np.zeros(10) for s in (0, 1)}, n_boot=200)
+    assert "mcnemar_max_p" not in r and r["mean_diff"] == pytest.approx(-0.3)
+    with pytest.raises(StudyError, match="no seed"):
+        items.paired_items(right, {5: np.ones(10, bool)})
+
+
+def test_drop_by_seed_and_item_summary_of_drops():
+    """A counterfactual right on the first 6 of 10 items where the plain split had 9: a drop of 0.3 per run."""
+    import pandas as pd
+    y = [0] * 10
+    recs = []
+    for seed in range(2):
+        recs.append({"notebook": "02_baselines", "run_dir": f"r{seed}", "params": {"seed": seed},
+                     "test_labels": {"audio": y},
+                     "predictions": {"a/p/audio/test": [0] * 9 + [1], "a/p/audio/noise": [0] * 6 + [1] * 4}})
+    spec = {"method": "a", "protocol": "p", "view": "audio"}
+    drops = items.drop_by_seed(recs, spec, "noise")
+    assert sorted(drops) == [0, 1] and drops[0].tolist() == [0] * 6 + [-1] * 3 + [0]
+    rows = pd.DataFrame([{"notebook": "02_baselines", "run_dir": f"r{s}", "seed": s, **spec, "test_set": "noise",
+                          "drop": -0.3} for s in range(2)])
+    s = items.item_summary(rows, recs, metric="drop").iloc[0]
+    assert s["interval"] == "bootstrap" and s["mean"] == pytest.approx(-0.3) and s["lo"] < -0.3 < s["hi"]
+    # records without per-item predictions: the t interval over seeds, the method marked
+    bare = [{k: v for k, v in r.items() if k != "predictions"} for r in recs]
+    t = items.item_summary(rows, bare, metric="drop").iloc[0]
+    assert t["interval"] == "t" and t["method"] == "a (t)" and t["n"] == 2

@@ -70,8 +70,20 @@ def test_mitigations_are_reported(tmp_path):
     folder = write_mitigations(tmp_path / "results", validity.MITIGATIONS)
     report.write_report(folder, html=False)
     text = (folder / "README.md").read_text()
-    assert "Mitigations on and off" in text and "sample_rate=16000 vs defaults, audio_mel (audio)" in text
+    assert "Mitigations on and off" in text and "each variant minus the defaults, item by item" in text
+    row = next(line for line in text.splitlines() if line.startswith("| audio_mel | supervised | audio | +0.050"))
+    assert "p=0.0078 (Holm 0.016)" in row     # McNemar per seed: 8-9 items one way, none the other
+    # the audio variants leave the image model's items as they were: nothing to test, not in the Holm family
+    assert "| image | supervised | image | same items right (nothing to test) |" in text
+    assert "Holm over the 2 tests of this table" in text
     assert "target (< 2 points for every audio model) missed" in text      # the fake defaults drop is 0.1
+
+
+def test_rendered_pages_have_stable_element_ids():
+    a, b = "4f0c1a2e-1b2c-4d5e-8f90-0123456789ab", "00000000-1111-4222-8333-444444444444"
+    html = f'<div id="{a}"></div><script>getElementById("{a}")</script><div id="{b}"></div>'
+    assert report.stable_ids(html) == ('<div id="output-1"></div><script>getElementById("output-1")</script>'
+                                       '<div id="output-2"></div>')
 
 
 def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):

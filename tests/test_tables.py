@@ -64,6 +64,9 @@ def test_format_ci_and_ci_table():
     assert "no interval" in tables.format_ci(0.5, 0.5, 0.5, 1)      # one seed, an interval over seeds
     # one seed, an interval from a bootstrap over the test items: shown, and named for what it covers
     assert tables.format_ci(0.5, 0.43, 0.57, 1) == "0.500 [0.430, 0.570] (n=1: test items only)"
+    # told what the interval covers, it need not guess from the width: a perfect run's items have no spread
+    assert tables.format_ci(1.0, 1.0, 1.0, 1, interval="bootstrap") == "1.000 [1.000, 1.000] (n=1: test items only)"
+    assert tables.format_ci(0.5, 0.43, 0.57, 1, interval="t") == "0.500 (n=1, no interval)"
     s = pd.DataFrame({"method": ["a", "b"], "view": ["image", "audio"], "mean": [0.5, 0.6], "lo": [0.4, 0.5],
                       "hi": [0.6, 0.7], "n": [3, 3]})
     wide = tables.ci_table(s, ["method"], ["view"])
@@ -195,6 +198,34 @@ def test_mitigation_variants_are_labelled_and_paired(tmp_path):
     assert drop["mean_diff"] == pytest.approx(-0.25 - 0.01) and drop["n"] == 3
     image_rows = t["drops"].reset_index()
     assert not ((image_rows["view"] == "image") & (image_rows["test_set"] == "bandlimit_4k")).any()
+    assert set(p["interval"]) == {"t"}
+
+
+def test_mitigation_tables_item_by_item(tmp_path):
+    """With the records' per-item predictions: bootstrap intervals over seeds and items, and each variant
+    against the defaults on the same items (McNemar for accuracy), also where a variant has one seed."""
+    folder = write_mitigations(tmp_path / "results", validity.MITIGATIONS)
+    recs = records.load_records(folder)
+    d = validity.mitigation_variants(tables.results_table(recs))
+    t = validity.mitigation_tables(d, recs)
+    p = t["paired"]
+    assert set(p["interval"]) == {"bootstrap"} and (p["items"] == 175).all()
+    acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
+    # +0.05 accuracy on 175 items: 8-9 more items right in every seed (rounding), none fewer
+    assert acc["n"] == 3 and acc["mean_diff"] == pytest.approx(0.05, abs=1 / 175) and acc["ci_lo"] > 0
+    assert acc["p_value"] < 0.01 and acc["discordant"] >= 3 * 8
+    image = p[(p["measure"] == "accuracy") & (p["view"] == "image")]
+    assert len(image) and (image["discordant"] == 0).all()        # an audio setting leaves the image model alone
+    drop = p[(p["measure"] == "drop") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
+    assert drop["mean_diff"] == pytest.approx(-0.26, abs=0.01) and np.isnan(drop["p_value"])
+    assert t["accuracy"].loc[("audio_mel", "supervised", "audio"), "defaults"].endswith("(n=3)")
+    # one seed of one variant: still an interval (over its items) and a paired test
+    one = [r for r in recs if r["params"]["seed"] == 0 or r["params"]["sample_rate"] != 16000]
+    t1 = validity.mitigation_tables(validity.mitigation_variants(tables.results_table(one)), one)
+    cell = t1["accuracy"].loc[("audio_mel", "supervised", "audio"), "sample_rate=16000"]
+    assert cell.endswith("(n=1: test items only)")
+    p1 = t1["paired"]
+    assert (p1[p1["variant"] == "sample_rate=16000"]["seeds"] == "0").all()
 
 
 def test_mitigation_constants_follow_the_study_code():

@@ -20,7 +20,8 @@ import pandas as pd
 
 from . import records as rec, schema
 from .evaluation import holm
-from .items import item_comparison, item_effect, item_summary, statement as item_statement
+from .items import (accuracy_interval, correct_by_seed, item_comparison, item_effect, item_summary, paired_items,
+                    statement as item_statement)
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .schema import MIN_STEPS_PER_EPOCH
 from .plots import counterfactual_bars, headline_figure, plot_curve
@@ -215,6 +216,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         s = pd.concat(parts, ignore_index=True)
         lines += [f"## Cross-modal retrieval ({where})", "", _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
     lines += _targets_section(pd.concat([select(d, cond), select(translation, cond)]), records, where)
+    lines += _finetune_section(records)
     lines += _convergence_section(records)
     if not translation.empty:
         lines += _translation_section(translation)
@@ -272,7 +274,8 @@ def main_settings(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         keep.append(d[mask])
         chosen = ", ".join(f"{c}={v}" for c, v in zip(setting, best))
         notes.append(f"{notebook}: figures and findings use its most-run setting ({chosen}, {counts.iloc[0]} runs); "
-                     f"{int(counts.iloc[1:].sum())} run(s) with other settings are only in summary.csv")
+                     f"{int(counts.iloc[1:].sum())} run(s) with other settings are not in its figures and findings "
+                     "(summary.csv has them)")
     return pd.concat(keep), notes
 
 
@@ -626,6 +629,64 @@ def _param_values(column: pd.Series, is_int: bool) -> str:
     """Every value a parameter column holds, "/"-joined; a column with gaps holds its integers as floats."""
     values = sorted(column.dropna().unique(), key=str)
     return "/".join(str(int(v)) if is_int else str(v) for v in values) or "None"
+
+
+def _finetune_section(records) -> list[str]:
+    """Pre-trained encoders fine-tuned on the labels (notebooks 03 and 04, finetune_epochs > 0) against the same
+    encoders trained from scratch by notebook 02 (default mitigations), at the largest training fraction with
+    clean labels: the same architecture, items, labels and budget rule, so the difference is the initialisation.
+    Paired item by item on the seeds both have; the frozen linear probe of the same runs beside them."""
+    tuned = [r for r in records if r.get("notebook") in ("03_contrastive", "04_generative")
+             and (r.get("params") or {}).get("finetune_epochs") and not (r.get("params") or {}).get("noise")]
+    if not tuned:
+        return []
+    fraction = max(r["params"]["fraction"] for r in tuned)
+    tuned = [r for r in tuned if r["params"]["fraction"] == fraction]
+    scratch = [r for r in records if r.get("notebook") == "02_baselines" and not r["params"].get("noise")
+               and r["params"].get("fraction") == fraction
+               and all(r["params"].get(k, v) == v for k, v in MITIGATIONS.items())]
+    rows = pd.DataFrame([row for r in tuned for row in r.get("results") or []])
+    rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test")]
+    out, p_values = [], []
+    for (method, view), _ in rows.groupby(["method", "view"], sort=False):
+        kind = "image" if view == "image" else next(r["params"]["audio_encoder"] for r in tuned)
+        spec = {"method": method, "protocol": "finetune", "view": view}
+        base = {"method": kind, "protocol": "supervised", "view": view}
+        ft, probe = (accuracy_interval(tuned, {**spec, "protocol": pr}) for pr in ("finetune", "linear_probe"))
+        sc = accuracy_interval(scratch, base)
+        if ft is None:
+            continue
+        row = {"method": method, "view": view, "fine-tuned": format_ci(**_ci(ft)),
+               "frozen linear probe (same runs)": format_ci(**_ci(probe)) if probe else "–",
+               "from scratch (notebook 02)": f"{kind} {format_ci(**_ci(sc))}" if sc else f"{kind}: no record"}
+        try:
+            c = paired_items(correct_by_seed(tuned, spec), correct_by_seed(scratch, base))
+        except StudyError:
+            c = None
+        row["fine-tuned minus from scratch"] = (f"{c['mean_diff']:+.3f} [{c['ci_lo']:+.3f}, {c['ci_hi']:+.3f}] over "
+                                                f"{c['seeds']} seed(s) x {c['items']} items" if c else "not paired")
+        p_values.append(c["mcnemar_max_p"] if c else None)
+        out.append(row)
+    if not out:
+        return []
+    for row, p, adj in zip(out, p_values, holm(p_values)):
+        row["McNemar p (Holm)"] = f"{p:.2g} ({adj:.2g})" if p is not None else "–"
+    epochs = sorted({r["params"]["finetune_epochs"] for r in tuned})
+    return ["## Fine-tuned pre-trained encoders against training from scratch", "",
+            f"Fraction {fraction}, clean labels. Each pre-trained encoder (notebooks 03 and 04) fine-tuned on the "
+            f"training labels with notebook 02's rule (at most {', '.join(map(str, epochs))} epochs, patience, the best "
+            "validation epoch kept) against the same architecture trained from scratch by notebook 02 with the "
+            "default mitigations: the same items, labels and budget rule, so the difference is the initialisation "
+            "(and the pre-training's use of the labels to pair clips with images). Mean over seeds [95% bootstrap "
+            "over seeds and test items] (seeds); the difference is paired item by item on the seeds both have, "
+            f"McNemar per seed (the largest p), Holm over the {sum(p is not None for p in p_values)} comparisons.", "",
+            _md_table(pd.DataFrame(out), index=False), ""]
+
+
+def _ci(interval: dict) -> dict:
+    """format_ci's arguments from an items.accuracy_interval result."""
+    return {"mean": interval["mean"], "lo": interval["lo"], "hi": interval["hi"], "n": interval["n"],
+            "interval": "bootstrap"}
 
 
 def _convergence_section(records) -> list[str]:

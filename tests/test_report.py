@@ -6,7 +6,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from fake_records import accuracy, fake_record, write_fake, write_mitigations, write_study
+from fake_records import accuracy, fake_record, set_predictions, write_fake, write_mitigations, write_study
 
 from helpers import readme as readme_blocks
 from helpers import validity
@@ -77,6 +77,31 @@ def test_mitigations_are_reported(tmp_path):
     assert "| image | supervised | image | same items right (nothing to test) |" in text
     assert "Holm over the 2 tests of this table" in text
     assert "target (< 2 points for every audio model) missed" in text      # the fake defaults drop is 0.1
+
+
+def test_finetuned_encoders_are_paired_with_training_from_scratch(tmp_path):
+    """Notebook 03's fine-tuned encoders against notebook 02's from-scratch ones, item by item per seed."""
+    folder = tmp_path / "results"
+    for seed in range(3):
+        write_fake(folder, fake_record("02_baselines", seed))
+        tuned = fake_record("03_contrastive", seed)
+        tuned["params"].update(finetune_epochs=40, audio_encoder="audio_mel")
+        tuned["results"] += [{"method": "contrastive", "protocol": "finetune", "view": v, "test_set": "test",
+                              "accuracy": a, "macro_f1": a, "n": 175} for v, a in (("audio", 0.7), ("image", 0.6))]
+        write_fake(folder, set_predictions(tuned))
+        write_fake(folder, fake_record("03_contrastive", seed))          # finetune_epochs absent: not compared
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    section = text[text.index("## Fine-tuned pre-trained encoders"):].split("\n## ")[0]
+    audio = next(line for line in section.splitlines() if line.startswith("| contrastive | audio |"))
+    # fine-tuned 0.7 against audio_mel from scratch at 0.5 + 0.01 seed, each the first round(accuracy * 175) items
+    diff = np.mean([round(0.7 * 175) - round((0.5 + 0.01 * s) * 175) for s in range(3)]) / 175
+    assert f"| audio_mel {accuracy('audio_mel', 'supervised', 'audio', 1, 0.0, 0.8):.3f}" in audio
+    assert f"{diff:+.3f} [" in audio and "over 3 seed(s) x 175 items" in audio
+    image = next(line for line in section.splitlines() if line.startswith("| contrastive | image |"))
+    diff = np.mean([round(0.6 * 175) - round((0.6 + 0.01 * s) * 175) for s in range(3)]) / 175
+    assert f"{diff:+.3f} [" in image and "| image 0.610" in image
+    assert "Holm over the 2 comparisons" in section
 
 
 def test_rendered_pages_have_stable_element_ids():

@@ -646,7 +646,8 @@ def _finetune_section(records) -> list[str]:
                and r["params"].get("fraction") == fraction
                and all(r["params"].get(k, v) == v for k, v in MITIGATIONS.items())]
     rows = pd.DataFrame([row for r in tuned for row in r.get("results") or []])
-    rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test")]
+    # one network per view: the fused views of notebook 02 (late fusion) pick their audio half on validation
+    rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test") & rows["view"].isin(["audio", "image"])]
     out, p_values = [], []
     for (method, view), _ in rows.groupby(["method", "view"], sort=False):
         kind = "image" if view == "image" else next(r["params"]["audio_encoder"] for r in tuned)

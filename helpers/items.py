@@ -149,14 +149,12 @@ def item_summary(rows: pd.DataFrame, records, by=(), metric: str = "accuracy") -
 def item_effect(records, spec: dict, axis: str, level, baseline, test_set: str = "test", n_boot: int = 2000,
                 seed: int = 0) -> dict:
     """Accuracy of one row (spec: method, protocol, view) at `axis` = level minus at `axis` = baseline, item by
-    item over the seeds both levels have: the paired bootstrap over seeds and items (the test split is the same at
-    every level). `records` should hold one setting only (the runs of a curve)."""
+    item over the seeds both levels have (paired_items; the test split is the same at every level). `records`
+    should hold one setting only (the runs of a curve)."""
     by_level = {v: correct_by_seed(records, spec, test_set, {axis: v}) for v in (level, baseline)}
     common = set(by_level[level]) & set(by_level[baseline])
     seeds = _paired_seeds(by_level[level], by_level[baseline])
     if not seeds or len(seeds) < len(common) or len({len(by_level[level][s]) for s in seeds}) != 1:
         raise StudyError(f"no seeds with item predictions of {spec} on the same items at both {axis}={level} and "
                          f"{axis}={baseline} (the test split should be the same at every level)")
-    out = ev.paired_bootstrap([by_level[level][s] for s in seeds], [by_level[baseline][s] for s in seeds],
-                              n_boot=n_boot, seed=seed)
-    return out | {"seed_list": seeds}
+    return paired_items(by_level[level], by_level[baseline], n_boot=n_boot, seed=seed)

@@ -31,8 +31,8 @@ from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_t
                      param_columns, primary_protocols, results_table, select, summarise, target_rows,
                      temperature_table)
 from .tables import md_table as _md_table
-from .validity import (MITIGATIONS, audit_tables, counterfactual_drops, external_drops, mitigation_tables,
-                      mitigation_variants)
+from .validity import (MITIGATIONS, RECIPES, at_defaults, audit_tables, counterfactual_drops, external_drops,
+                      mitigation_variants, recipe_variants, variant_tables)
 
 FIGURE_PREFIXES = ("accuracy_vs_", "macro_f1_vs_", "counterfactual_drops", "headline")
 TRANSLATION_NOTEBOOK = "06_translation"
@@ -216,6 +216,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         s = pd.concat(parts, ignore_index=True)
         lines += [f"## Cross-modal retrieval ({where})", "", _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
     lines += _targets_section(pd.concat([select(d, cond), select(translation, cond)]), records, where)
+    lines += _recipes_section(df, records)
     lines += _finetune_section(records)
     lines += _convergence_section(records)
     if not translation.empty:
@@ -455,7 +456,7 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
 # ---------------------------------------------------------------------------- sections
 
 def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> list[str]:
-    tables = mitigation_tables(d, records)
+    tables = variant_tables(d, records)
     where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())
     lines = [f"### Mitigations on and off (notebook {', '.join(sorted(set(d['notebook'])))}; {where})", "",
              "Each variant switches one default mitigation off (`none`: all of them). Mean over seeds [95% bootstrap "
@@ -464,13 +465,13 @@ def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> l
              _md_table(tables["accuracy"]), "",
              "Counterfactual drops (changed minus plain test accuracy, same run and items; audio models on the audio "
              "changes, image models on the image changes, fused models on both):", "", _md_table(tables["drops"]), ""]
-    lines += _mitigation_paired_lines(tables["paired"])
+    lines += _variant_paired_lines(tables["paired"])
     # the mitigation targets, checked against the numbers above
     lines += [f"- {s}" for s in _bandlimit_target(d, records) + _audio_vs_audit(d, audit_full)] + [""]
     return lines
 
 
-def _mitigation_paired_lines(p: pd.DataFrame) -> list[str]:
+def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
     """Each variant minus the defaults on the same items and seeds: plain test accuracy (every view, McNemar
     p-values Holm-corrected over the table) and the drop on `bandlimit_4k` (audio models)."""
     if p.empty:
@@ -631,9 +632,41 @@ def _param_values(column: pd.Series, is_int: bool) -> str:
     return "/".join(str(int(v)) if is_int else str(v) for v in values) or "None"
 
 
+def _recipes_section(df: pd.DataFrame, records) -> list[str]:
+    """The training recipes (params/recipes_02.yaml), each alone against the defaults: validation accuracy, the
+    recipe each model would keep on validation, and beside it (choosing nothing) the test accuracy and the
+    paired item-level difference from the defaults."""
+    d = recipe_variants(df)
+    if d.empty:
+        return []
+    singles = [f"{k}=" for k in RECIPES]
+    order = sorted(set(d["variant"]), key=lambda v: (v != "defaults", next(
+        (i for i, k in enumerate(singles) if v.startswith(k)), len(singles)), v))
+    tables = variant_tables(d, records, order=order)
+    rows = primary_protocols(d[(d["test_set"] == "test") & d["val_accuracy"].notna()])
+    val = summarise(rows, by=["method", "protocol", "view", "variant"], metric="val_accuracy")
+    means = val.pivot_table(index=["method", "protocol", "view"], columns="variant", values="mean", sort=False)
+    means = means[[v for v in order if v in means.columns]]
+    wide = ci_table(val, ["method", "protocol", "view"], ["variant"])
+    wide = wide[[v for v in order if v in wide.columns]]
+    # kept on validation: the highest mean validation accuracy over the seeds, the defaults where none beats them
+    kept = [v if means.loc[k, v] > means.loc[k, "defaults"] else "defaults"
+            for k, v in zip(means.index, means.idxmax(axis=1))]
+    wide["kept on validation"] = pd.Series(kept, index=means.index).reindex(wide.index)
+    paired = _variant_paired_lines(tables["paired"][tables["paired"]["measure"] == "accuracy"])
+    where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())
+    return ["## Training recipes, chosen on validation (notebook 02)", "",
+            f"Each recipe of `params/recipes_02.yaml` alone against the defaults ({where}; the defaults: "
+            + ", ".join(f"{k}={v}" for k, v in RECIPES.items()) + "). A recipe is kept for a model only where its "
+            "mean validation accuracy over the seeds beats the defaults'; the test split chooses nothing. Validation "
+            "accuracy, mean over seeds [95% t interval over seeds] (seeds):", "", _md_table(wide), "",
+            "Test accuracy of the same runs, mean over seeds [95% bootstrap interval over seeds and test items] "
+            "(seeds), for reading beside the choice:", "", _md_table(tables["accuracy"]), "", *paired]
+
+
 def _finetune_section(records) -> list[str]:
     """Pre-trained encoders fine-tuned on the labels (notebooks 03 and 04, finetune_epochs > 0) against the same
-    encoders trained from scratch by notebook 02 (default mitigations), at the largest training fraction with
+    encoders trained from scratch by notebook 02 (default mitigations and recipes), at the largest training fraction with
     clean labels: the same architecture, items, labels and budget rule, so the difference is the initialisation.
     Paired item by item on the seeds both have; the frozen linear probe of the same runs beside them."""
     tuned = [r for r in records if r.get("notebook") in ("03_contrastive", "04_generative")
@@ -644,7 +677,7 @@ def _finetune_section(records) -> list[str]:
     tuned = [r for r in tuned if r["params"]["fraction"] == fraction]
     scratch = [r for r in records if r.get("notebook") == "02_baselines" and not r["params"].get("noise")
                and r["params"].get("fraction") == fraction
-               and all(r["params"].get(k, v) == v for k, v in MITIGATIONS.items())]
+               and at_defaults(r["params"])]
     rows = pd.DataFrame([row for r in tuned for row in r.get("results") or []])
     # one network per view: the fused views of notebook 02 (late fusion) pick their audio half on validation
     rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test") & rows["view"].isin(["audio", "image"])]
@@ -677,7 +710,7 @@ def _finetune_section(records) -> list[str]:
             f"Fraction {fraction}, clean labels. Each pre-trained encoder (notebooks 03 and 04) fine-tuned on the "
             f"training labels with notebook 02's rule (at most {', '.join(map(str, epochs))} epochs, patience, the best "
             "validation epoch kept) against the same architecture trained from scratch by notebook 02 with the "
-            "default mitigations: the same items, labels and budget rule, so the difference is the initialisation "
+            "default mitigations and recipes: the same items, labels and budget rule, so the difference is the initialisation "
             "(and the pre-training's use of the labels to pair clips with images). Mean over seeds [95% bootstrap "
             "over seeds and test items] (seeds); the difference is paired item by item on the seeds both have, "
             f"McNemar per seed (the largest p), Holm over the {sum(p is not None for p in p_values)} comparisons.", "",
@@ -776,12 +809,12 @@ def _save(fig, path: Path) -> str:
 
 def _reference_rank(run_dir: Path) -> tuple:
     """How well a run represents its notebook in the rendered copy: finished, then seed 0, no label noise,
-    the largest training fraction and the default mitigations (the headline condition), then the newest."""
+    the largest training fraction, the default mitigations and recipes (the headline condition), then the newest."""
     record = rec.read_record(run_dir) if (run_dir / rec.RECORD_NAME).exists() else None
     ok = record is not None and not (run_dir / "error.txt").exists()
     p = (record or {}).get("params") or {}
     return (ok, p.get("seed", 0) == 0, not p.get("noise"), float(p.get("fraction") or 0),
-            all(p.get(k, v) == v for k, v in MITIGATIONS.items()))
+            at_defaults(p))
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

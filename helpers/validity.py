@@ -8,14 +8,16 @@ import pandas as pd
 from . import schema
 from .config import StudyError
 from .items import correct_by_seed, drop_by_seed, item_summary, paired_items
-from .tables import (CLASSIFYING, METRICS, ci_table, compare_methods, headline_condition, primary_protocols, select,
-                     summarise)
+from .tables import (AXES, CLASSIFYING, METRICS, ci_table, compare_methods, headline_condition, param_columns,
+                     primary_protocols, select, summarise)
 
 # Shortcut mitigations and their defaults (helpers.schema); params/mitigations_02.yaml switches each off in turn.
 MITIGATIONS = {name: schema.PARAMS[name].default for name in ("sample_rate", "normalize_loudness", "random_crop",
                                                               "augment", "audio_augment")}
 MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_crop": False, "augment": False,
                   "audio_augment": False}
+# Training recipes and their defaults (helpers.schema); params/recipes_02.yaml tries each alone.
+RECIPES = {name: schema.PARAMS[name].default for name in ("mix", "spec_augment", "image_size")}
 # The audio counterfactual test sets: the names of helpers.shortcuts.AUDIO_COUNTERFACTUALS, repeated here
 # because shortcuts imports torch (a test checks they agree).
 AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",
@@ -84,28 +86,62 @@ def audit_tables(records) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out[0], out[1]
 
 
-def mitigation_variants(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of runs that differ from the defaults in mitigation parameters only, each labelled in a
-    column "variant": "defaults", "sample_rate=16000", ..., or "none" (every mitigation off). Only
-    notebooks with at least one such variant, at the headline condition (lowest noise, largest
-    fraction); rows whose mitigation columns are absent count as defaults."""
+def _is_default(value, default) -> bool:
+    """A parameter value equal to its default; absent (None, NaN: a notebook without the parameter) counts as
+    the default, and a column with gaps holds integers as floats."""
+    return value is None or (isinstance(value, float) and value != value) or value == default
+
+
+def at_defaults(params: dict) -> bool:
+    """Whether a run's parameters hold every mitigation and every recipe at its default: the study's setting,
+    against which params/mitigations_02.yaml and params/recipes_02.yaml vary one factor at a time."""
+    return all(_is_default(params.get(k), v) for k, v in {**MITIGATIONS, **RECIPES}.items())
+
+
+def factor_variants(df: pd.DataFrame, factors: dict, all_off: dict | None = None) -> pd.DataFrame:
+    """Rows of runs that differ from the study's setting in `factors` only, each labelled in a column
+    "variant": "defaults", "name=value, ..." or, given `all_off`, "none" (every factor at its all_off value).
+    Every other parameter is as in the most-run setting of the runs with every mitigation and recipe at its
+    default, so a run of one family (a recipe) never counts as the defaults of another (the mitigations).
+    Only notebooks with at least one such variant, at the headline condition (lowest noise, largest
+    fraction); rows whose factor columns are absent count as defaults."""
+    empty = df.iloc[0:0].assign(variant=pd.Series(dtype=object))
     if df.empty:
-        return df.assign(variant=pd.Series(dtype=object))
+        return empty
     d = df.copy()
-    for name, default in MITIGATIONS.items():
+    for name, default in factors.items():
         d[name] = d[name].where(d[name].notna(), default) if name in d else default
 
     def label(row):
-        # a column with gaps turns 16000 into 16000.0: name the value as the grid file writes it
         row = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in row.items()}
-        off = [f"{k}={row[k]}" for k, v in MITIGATIONS.items() if row[k] != v]
-        if all(row[k] == MITIGATION_OFF[k] for k in MITIGATIONS):
+        if all_off and all(row[k] == all_off[k] for k in factors):
             return "none"
-        return ", ".join(off) or "defaults"
-    d["variant"] = [label(r) for r in d[list(MITIGATIONS)].to_dict("records")]
-    keep = [nb for nb, g in d.groupby("notebook") if g["variant"].nunique() > 1 and (g["variant"] == "defaults").any()]
-    d = d[d["notebook"].isin(keep)]
-    return select(d, headline_condition(d)) if not d.empty else d
+        return ", ".join(f"{k}={row[k]}" for k, v in factors.items() if row[k] != v) or "defaults"
+    d["variant"] = [label(r) for r in d[list(factors)].to_dict("records")]
+    d = select(d, headline_condition(d))
+    others = [c for c in param_columns(d) if c not in (*factors, "seed", "variant", *AXES)]
+    keep = []
+    for _, g in d.groupby("notebook", sort=True):
+        setting = pd.Series([tuple(map(str, r)) for r in g[others].itertuples(index=False)], index=g.index)
+        base = [at_defaults(r) for r in g[[c for c in {**MITIGATIONS, **RECIPES} if c in g]].to_dict("records")]
+        runs = g[base].drop_duplicates("run_dir") if "run_dir" in g else g[base]
+        if runs.empty:
+            continue
+        g = g[setting == setting[runs.index].mode().iloc[0]]
+        if g["variant"].nunique() > 1:
+            keep.append(g)
+    return pd.concat(keep) if keep else empty
+
+
+def mitigation_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """factor_variants of the shortcut mitigations: "defaults", "sample_rate=16000", ..., or "none" (every
+    mitigation off)."""
+    return factor_variants(df, MITIGATIONS, MITIGATION_OFF)
+
+
+def recipe_variants(df: pd.DataFrame) -> pd.DataFrame:
+    """factor_variants of the training recipes (params/recipes_02.yaml): "defaults", "mix=mixup", ..."""
+    return factor_variants(df, RECIPES)
 
 
 def _variant_order(variants) -> list[str]:
@@ -113,8 +149,9 @@ def _variant_order(variants) -> list[str]:
     return sorted(set(variants), key=lambda v: (v != "defaults", v == "none", singles.index(v) if v in singles else 99, v))
 
 
-def mitigation_tables(d: pd.DataFrame, records=None) -> dict:
-    """From mitigation_variants rows: "accuracy" (plain test split) and "drops" (counterfactual minus plain,
+def variant_tables(d: pd.DataFrame, records=None, order=None) -> dict:
+    """From mitigation_variants (or recipe_variants) rows, the variants in `order` (default: the mitigations'
+    order, defaults first): "accuracy" (plain test split) and "drops" (counterfactual minus plain,
     same run), each method/protocol/view x variant with "mean [lo, hi] (n)"; "paired": every variant against
     the defaults per method/view. With `records` (their per-item predictions) the intervals are bootstraps over
     seeds and test items and "paired" compares item by item on the seeds both have (items.paired_items, McNemar
@@ -122,7 +159,7 @@ def mitigation_tables(d: pd.DataFrame, records=None) -> dict:
     over seeds and paired t-tests (compare_methods rows)."""
     d = primary_protocols(d[d["accuracy"].notna()])
     test = d[d["test_set"] == "test"]
-    order = _variant_order(d["variant"])
+    order = list(order or _variant_order(d["variant"]))
     drops_runs = counterfactual_drops(d)
     # a counterfactual of one modality says nothing about a model of the other
     audio_set = drops_runs["test_set"].isin(AUDIO_TEST_SETS)

@@ -6,7 +6,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from fake_records import accuracy, fake_record, set_predictions, write_fake, write_mitigations, write_study
+from fake_records import (accuracy, fake_record, set_predictions, write_fake, write_mitigations, write_recipes,
+                          write_study)
 
 from helpers import readme as readme_blocks
 from helpers import validity
@@ -77,6 +78,25 @@ def test_mitigations_are_reported(tmp_path):
     assert "| image | supervised | image | same items right (nothing to test) |" in text
     assert "Holm over the 2 tests of this table" in text
     assert "target (< 2 points for every audio model) missed" in text      # the fake defaults drop is 0.1
+
+
+def test_recipes_are_chosen_on_validation(tmp_path):
+    """Mixup helps the fake audio model and hurts the image model on validation: kept for the one, not the
+    other, with the test difference beside it; the recipe runs stay out of the mitigations' defaults."""
+    settings = {**validity.MITIGATIONS, **validity.RECIPES}
+    folder = write_recipes(write_mitigations(tmp_path / "results", settings), settings)
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    section = text[text.index("## Training recipes, chosen on validation"):].split("\n## ")[0]
+    audio = next(line for line in section.splitlines() if line.startswith("| audio_mel | supervised | audio |"))
+    image = next(line for line in section.splitlines() if line.startswith("| image | supervised | image |"))
+    assert audio.rstrip(" |").endswith("mix=mixup") and image.rstrip(" |").endswith("defaults")
+    # the paired test difference: each run's first round(accuracy * 175) items right
+    acc = [accuracy("audio_mel", "supervised", "audio", s, 0.0, 0.8) for s in range(3)]
+    diff = np.mean([round((a + 0.05) * 175) - round(a * 175) for a in acc]) / 175
+    assert f"| audio_mel | supervised | audio | {diff:+.3f} [" in section
+    mitigations = text[text.index("### Mitigations on and off"):]
+    assert "mix=mixup" not in mitigations
 
 
 def test_finetuned_encoders_are_paired_with_training_from_scratch(tmp_path):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from fake_records import accuracy, fake_record, write_fake, write_mitigations, write_study
+from fake_records import accuracy, fake_record, write_fake, write_mitigations, write_recipes, write_study
 from scipy import stats
 
 from helpers import records, tables
@@ -188,7 +188,7 @@ def test_mitigation_variants_are_labelled_and_paired(tmp_path):
     df = tables.results_table(records.load_records(folder))
     d = validity.mitigation_variants(df)
     assert set(d["variant"]) == {"defaults", "sample_rate=16000", "none"} and (d["noise"] == 0.0).all()
-    t = validity.mitigation_tables(d)
+    t = validity.variant_tables(d)
     assert t["variants"] == ["defaults", "sample_rate=16000", "none"] and t["seeds"] == 3
     p = t["paired"]
     acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
@@ -207,7 +207,7 @@ def test_mitigation_tables_item_by_item(tmp_path):
     folder = write_mitigations(tmp_path / "results", validity.MITIGATIONS)
     recs = records.load_records(folder)
     d = validity.mitigation_variants(tables.results_table(recs))
-    t = validity.mitigation_tables(d, recs)
+    t = validity.variant_tables(d, recs)
     p = t["paired"]
     assert set(p["interval"]) == {"bootstrap"} and (p["items"] == 175).all()
     acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
@@ -221,11 +221,27 @@ def test_mitigation_tables_item_by_item(tmp_path):
     assert t["accuracy"].loc[("audio_mel", "supervised", "audio"), "defaults"].endswith("(n=3)")
     # one seed of one variant: still an interval (over its items) and a paired test
     one = [r for r in recs if r["params"]["seed"] == 0 or r["params"]["sample_rate"] != 16000]
-    t1 = validity.mitigation_tables(validity.mitigation_variants(tables.results_table(one)), one)
+    t1 = validity.variant_tables(validity.mitigation_variants(tables.results_table(one)), one)
     cell = t1["accuracy"].loc[("audio_mel", "supervised", "audio"), "sample_rate=16000"]
     assert cell.endswith("(n=1: test items only)")
     p1 = t1["paired"]
     assert (p1[p1["variant"] == "sample_rate=16000"]["seeds"] == "0").all()
+
+
+def test_recipe_runs_are_no_mitigation_defaults(tmp_path):
+    """A recipe run at the default mitigations is a variant of the recipes, never one of the mitigations'
+    defaults; a mitigation variant is never one of the recipes' defaults."""
+    folder = write_mitigations(tmp_path / "results", {**validity.MITIGATIONS, **validity.RECIPES})
+    write_recipes(folder, {**validity.MITIGATIONS, **validity.RECIPES})
+    df = tables.results_table(records.load_records(folder))
+    m = validity.mitigation_variants(df)
+    assert set(m["variant"]) == {"defaults", "sample_rate=16000", "none"}
+    assert (m["mix"] == "none").all() and m[m["variant"] == "defaults"]["run_dir"].nunique() == 3
+    r = validity.recipe_variants(df)
+    assert set(r["variant"]) == {"defaults", "mix=mixup"} and (r["sample_rate"] == 8000).all()
+    assert r.groupby("variant")["run_dir"].nunique().to_dict() == {"defaults": 3, "mix=mixup": 3}
+    assert validity.at_defaults({"mix": "none", "sample_rate": 8000}) and validity.at_defaults({})
+    assert not validity.at_defaults({"mix": "mixup"}) and not validity.at_defaults({"image_size": 96})
 
 
 def test_mitigation_constants_follow_the_study_code():
@@ -234,6 +250,7 @@ def test_mitigation_constants_follow_the_study_code():
     assert {k: schema.PARAMS[k].default for k in validity.MITIGATIONS} == validity.MITIGATIONS
     assert validity.MITIGATIONS["sample_rate"] != validity.MITIGATION_OFF["sample_rate"]
     assert set(validity.MITIGATIONS) == set(validity.MITIGATION_OFF)
+    assert {k: schema.PARAMS[k].default for k in validity.RECIPES} == validity.RECIPES
     assert validity.AUDIO_TEST_SETS == tuple(shortcuts.AUDIO_COUNTERFACTUALS)
 
 

@@ -3,6 +3,7 @@ points from the run folders, and run the missing ones with the sweep's own point
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from . import records
@@ -146,16 +147,14 @@ def points_at_once(measured: dict) -> float | None:
 
 
 def measured_study(results_dir=None, profile: str = "full") -> dict:
-    """The wall time the committed study actually took: papermill's start and end times of the executed
-    notebook of every `profile` point of every grid whose record is complete and made by the current code,
-    read from results_dir/runs (points shared between grids once). wall_s is the union of the points'
-    intervals (parallel points overlap; idle gaps between grids do not count), compute_s the sum of
-    their durations."""
-    import json
-    from datetime import datetime
-
+    """The wall time the committed study actually took, from the start and end of every `profile` point of every
+    grid whose record is complete and made by the current code, read from results_dir/runs (points shared
+    between grids once): the record's own started_at and written_at where it has them (committed, so any clone
+    can measure; the kernel's start-up, a few seconds, is left out), else papermill's start and end times in the
+    executed notebook. wall_s is the union of the points' intervals (parallel points overlap; idle gaps between
+    grids do not count), compute_s the sum of their durations."""
     results_dir, version = Path(results_dir or RESULTS_DIR), records.code_version()
-    points, per_grid = {}, {}
+    points, per_grid, sources = {}, {}, Counter()
     for grid in grid_files():
         try:
             notebook, grid_points = load_grid(grid, profile)
@@ -167,12 +166,11 @@ def measured_study(results_dir=None, profile: str = "full") -> dict:
             if str(run_dir) not in points:
                 if not records.record_is_complete(run_dir, point, version):  # missing, failed, or by other code
                     continue
-                try:
-                    meta = json.loads((run_dir / notebook.name).read_text(encoding="utf-8"))["metadata"]["papermill"]
-                    points[str(run_dir)] = (datetime.fromisoformat(meta["start_time"]),
-                                            datetime.fromisoformat(meta["end_time"]))
-                except (OSError, ValueError, KeyError, TypeError):  # no executed notebook: no interval
+                interval = _run_interval(run_dir, notebook.name)
+                if interval is None:
                     continue
+                points[str(run_dir)], source = interval[:2], interval[2]
+                sources[source] += 1
             per_grid[grid.name]["found"] += 1
     if not points:
         return {"available": False, "reason": f"no executed {profile}-profile points under {results_dir / 'runs'}"}
@@ -188,5 +186,24 @@ def measured_study(results_dir=None, profile: str = "full") -> dict:
             "complete": all(g["found"] == g["points"] for g in per_grid.values()), "grids": per_grid,
             "first_start": min(a for a, _ in points.values()).isoformat(),
             "last_end": max(b for _, b in points.values()).isoformat(),
+            "timed_by": dict(sources),
             "note": f"{len(points)} executed points (of {total} listed, shared ones once) read from {results_dir}; "
                     "measured on whatever machine ran them, not in this bench run"}
+
+
+def _run_interval(run_dir: Path, notebook_name: str):
+    """(start, end, source) of one executed point: the record's started_at and written_at ("record"), else the
+    executed notebook's papermill times ("notebook"); None when neither is there."""
+    import json
+    from datetime import datetime
+
+    record = records.read_record(run_dir / records.RECORD_NAME) or {}
+    try:
+        return (datetime.fromisoformat(record["started_at"]), datetime.fromisoformat(record["written_at"]), "record")
+    except (KeyError, TypeError, ValueError):
+        pass
+    try:
+        meta = json.loads((run_dir / notebook_name).read_text(encoding="utf-8"))["metadata"]["papermill"]
+        return datetime.fromisoformat(meta["start_time"]), datetime.fromisoformat(meta["end_time"]), "notebook"
+    except (OSError, ValueError, KeyError, TypeError):  # no executed notebook: no interval
+        return None

@@ -33,25 +33,49 @@ def _items_of(view: str, test_set: str) -> str:
         "pairs" if view in ("fused", "fused_stacked", "image_on_pairs") else view
 
 
+def item_ids(record: dict, view: str, test_set: str = "test") -> tuple | None:
+    """The ids of the items a row of `view` on `test_set` was scored on, in prediction order, from the record's
+    test_items (a pair: its clip and its image); None where the record names no ids (the external sets)."""
+    ids = record.get("test_items") or {}
+    key = _items_of(view, test_set)
+    if key == "pairs" and "audio" in ids and "image_on_pairs" in ids:
+        return tuple(zip(ids["audio"], ids["image_on_pairs"]))
+    return tuple(ids[key]) if key in ("audio", "image") and key in ids else None
+
+
+class BySeed(dict):
+    """seed -> per-item values (whether each item was right, or a per-item change), with `ids`: seed -> the ids
+    of the items in that order (None: the record names none), so that two maps pair only on the same items."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.ids = {}
+
+
 def correct_by_seed(records, spec: dict, test_set: str = "test", where: dict | None = None,
                     notebook: str | None = None) -> dict:
     """seed -> whether each test item was classified right by the row `spec` (method, protocol, view), from the
     first record of that seed that matches `where` (parameter -> value) and `notebook` and kept its predictions."""
-    by_seed = {}
+    by_seed = BySeed()
     for r in records:
         params = r.get("params") or {}
         if (notebook is not None and r.get("notebook") != notebook) or any(params.get(k) != v
                                                                             for k, v in (where or {}).items()):
             continue
         correct = _correct(r, spec, test_set)
-        if correct is not None:
-            by_seed.setdefault(params.get("seed"), correct)
+        if correct is not None and params.get("seed") not in by_seed:
+            by_seed[params.get("seed")] = correct
+            by_seed.ids[params.get("seed")] = item_ids(r, spec["view"], test_set)
     return by_seed
 
 
 def _paired_seeds(a: dict, b: dict) -> list:
-    """The seeds both by-seed maps have, scored on as many items."""
-    return sorted(s for s in set(a) & set(b) if len(a[s]) == len(b[s]))
+    """The seeds both by-seed maps have, scored on as many items and, where both name their items (BySeed.ids),
+    on the same items in the same order."""
+    def same_items(s):
+        ids_a, ids_b = getattr(a, "ids", {}).get(s), getattr(b, "ids", {}).get(s)
+        return ids_a is None or ids_b is None or ids_a == ids_b
+    return sorted(s for s in set(a) & set(b) if len(a[s]) == len(b[s]) and same_items(s))
 
 
 def paired_items(by_a: dict, by_b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -87,7 +111,9 @@ def drop_by_seed(records, spec: dict, test_set: str) -> dict:
     """seed -> per item, right on the counterfactual `test_set` minus right on the plain test split (-1, 0 or
     1), from the same run: a counterfactual changes the inputs of the test items, never which items."""
     changed, plain = correct_by_seed(records, spec, test_set), correct_by_seed(records, spec, "test")
-    return {s: changed[s].astype(float) - plain[s] for s in _paired_seeds(changed, plain)}
+    out = BySeed({s: changed[s].astype(float) - plain[s] for s in _paired_seeds(changed, plain)})
+    out.ids = {s: plain.ids.get(s) for s in out}
+    return out
 
 
 def statement(result: dict) -> str:

@@ -122,4 +122,12 @@ def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypat
     assert out["wall_s"] == pytest.approx(120 + 10) and out["compute_s"] == pytest.approx(100 + 90 + 10 + 10)
     assert out["grids"]["tiny.yaml"] == {"points": 5, "found": 4}
     assert out["first_start"].startswith("2026-11-25T10:00:00") and out["last_end"].startswith("2026-11-25T10:05:10")
+    assert out["timed_by"] == {"notebook": 4}
     assert not collect.measured_study(tmp_path / "elsewhere")["available"]
+    # a record that says when it started and was written is timed by itself: no executed notebook needed
+    run_dir = records.default_run_dir("tiny", {"x": 3}, tmp_path / "results")
+    (run_dir / "tiny.ipynb").unlink()
+    records.write_record(run_dir, {"params": {"x": 3, "seed": 0}, "started_at": "2026-11-25T10:05:00+0000",
+                                   "written_at": "2026-11-25T10:06:00+0000"})
+    out = collect.measured_study(tmp_path / "results")
+    assert out["timed_by"] == {"notebook": 3, "record": 1} and out["wall_s"] == pytest.approx(120 + 60)

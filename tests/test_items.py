@@ -36,6 +36,25 @@ def test_item_comparison_pairs_runs_by_seed_and_items_by_position():
         items.item_comparison(records, {**A, "view": "fused"}, B)
 
 
+def test_runs_pair_only_on_the_same_test_items():
+    """Two records of one seed pair item by item only where they name the same items in the same order (their
+    test_items); a record that names none pairs by position."""
+    y = [0, 1, 2, 3]
+    a, b = _record(0, y, y, y), _record(0, y, [1, 1, 2, 3], y)
+    spec_a, spec_b = {"method": "a", "protocol": "p", "view": "image"}, {"method": "b", "protocol": "p", "view": "image"}
+    a["test_items"], b["test_items"] = {"image": [5, 6, 7, 8]}, {"image": [5, 6, 7, 8]}
+    by_a, by_b = items.correct_by_seed([a], spec_a), items.correct_by_seed([b], spec_b)
+    assert by_a.ids == {0: (5, 6, 7, 8)} and items.paired_items(by_a, by_b, n_boot=50)["seeds"] == 1
+    b["test_items"] = {"image": [8, 7, 6, 5]}          # the same items in another order: not comparable
+    with pytest.raises(StudyError, match="on the same items"):
+        items.paired_items(by_a, items.correct_by_seed([b], spec_b), n_boot=50)
+    del b["test_items"]
+    assert items.paired_items(by_a, items.correct_by_seed([b], spec_b), n_boot=50)["seeds"] == 1
+    # fused rows are scored on pairs: a clip and its image
+    a["test_items"] = {"audio": [1, 2], "image_on_pairs": [9, 8]}
+    assert items.item_ids(a, "fused") == ((1, 9), (2, 8)) and items.item_ids(a, "audio", "external") is None
+
+
 def test_labels_follow_the_view():
     r = _record(0, [0], [0], [3])
     assert items.labels_for(r, "fused").tolist() == [3]            # fused items are the pairs

@@ -1,4 +1,4 @@
-"""Command line: python -m helpers {data fetch | data check | params | sweep | report | bench}."""
+"""Command line: python -m helpers {data fetch | data check | params | sweep | report | bench | reproduce}."""
 from __future__ import annotations
 
 import argparse
@@ -54,7 +54,7 @@ def _data(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the command asked for: `data check` should not pay for the sweep and report modules.
-    modules = {"params": "schema", "sweep": "sweeps", "report": "report", "bench": "bench"}
+    modules = {"params": "schema", "sweep": "sweeps", "report": "report", "bench": "bench", "reproduce": "collect"}
     available = ["data"] + [name for name, module in modules.items()
                             if importlib.util.find_spec(f"helpers.{module}") is not None]
     if not argv or argv[0] not in available:

@@ -207,3 +207,108 @@ def _run_interval(run_dir: Path, notebook_name: str):
         return datetime.fromisoformat(meta["start_time"]), datetime.fromisoformat(meta["end_time"]), "notebook"
     except (OSError, ValueError, KeyError, TypeError):  # no executed notebook: no interval
         return None
+
+
+# ---------------------------------------------------------------------------- reproducing committed points
+
+def compare_records(committed: dict, fresh: dict) -> dict:
+    """How far a re-run record is from the committed one: code versions, and per result row (method, protocol,
+    view, test set) the accuracy difference and, where both keep per-item predictions, how many items differ."""
+    def rows(record):
+        return {(r.get("method"), r.get("protocol"), r.get("view"), r.get("test_set")): r
+                for r in record.get("results") or [] if r.get("accuracy") is not None}
+    a, b = rows(committed), rows(fresh)
+    shared = sorted(set(a) & set(b), key=str)
+    diffs = [abs(float(a[k]["accuracy"]) - float(b[k]["accuracy"])) for k in shared]
+    pa, pb = committed.get("predictions") or {}, fresh.get("predictions") or {}
+    items = {k: sum(x != y for x, y in zip(pa[k], pb[k])) + abs(len(pa[k]) - len(pb[k]))
+             for k in sorted(set(pa) & set(pb))}
+    env_a, env_b = committed.get("environment") or {}, fresh.get("environment") or {}
+    return {"code_versions": [committed.get("code_version"), fresh.get("code_version")],
+            "cpu_models": [env_a.get("cpu_model"), env_b.get("cpu_model")],
+            "torch_threads": [env_a.get("torch_threads"), env_b.get("torch_threads")],
+            "rows": len(shared), "rows_only_one_side": len(set(a) ^ set(b)),
+            "rows_equal": sum(d == 0 for d in diffs), "max_accuracy_diff": max(diffs, default=None),
+            "mean_accuracy_diff": sum(diffs) / len(diffs) if diffs else None,
+            "prediction_rows": len(items), "prediction_rows_identical": sum(n == 0 for n in items.values()),
+            "items_differ": {k: n for k, n in items.items() if n}}
+
+
+def reproduce(grid, profile: str = "full", points=None, workdir=None, results_dir=None, threads: int = 1) -> dict:
+    """Run committed points of `grid` again from this checkout into `workdir` (a scratch results folder, never the
+    committed one) and compare each new record with the committed one (compare_records). `points`: indices into
+    the grid's points (default: the first). The study ran one torch thread per kernel (make study, 2 points at
+    once), so the re-runs get `threads` (OMP_NUM_THREADS). Only points whose committed record was made by this
+    code version are run: another version's numbers are not this code's to reproduce."""
+    import os
+    import tempfile
+
+    results_dir = Path(results_dir or RESULTS_DIR)
+    notebook, grid_points = load_grid(grid, profile)
+    chosen = [0] if points is None else list(points)
+    bad = [i for i in chosen if not 0 <= i < len(grid_points)]
+    if bad:
+        raise StudyError(f"{Path(grid).name} ({profile}) has points 0-{len(grid_points) - 1}; no point {bad}")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="menagerie-reproduce-"))
+    if workdir.resolve() == results_dir.resolve():
+        raise StudyError(f"reproduce writes into a scratch folder, never into the committed {results_dir}")
+    version, out = records.code_version(), []
+    old_threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)   # the kernels papermill starts inherit it
+    try:
+        for i in chosen:
+            point = grid_points[i]
+            committed_dir = records.default_run_dir(notebook.stem, point, results_dir)
+            entry = {"point": i, "committed": str(committed_dir), "seed": point.get("seed")}
+            if not records.record_is_complete(committed_dir, point, version):
+                out.append({**entry, "status": "not reproducible here",
+                            "reason": f"no record of this code version ({version}) in {committed_dir}"})
+                continue
+            run = run_point(notebook, point, records.default_run_dir(notebook.stem, point, workdir))
+            entry.update(status=run["status"], seconds=round(run["seconds"], 1), error=run.get("error"))
+            if run["status"] == "ran":
+                entry.update(compare_records(records.read_record(committed_dir / records.RECORD_NAME),
+                                             records.read_record(Path(run["run_dir"]) / records.RECORD_NAME)))
+            out.append(entry)
+    finally:
+        if old_threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_threads
+    ran = [e for e in out if e["status"] == "ran"]
+    return {"grid": Path(grid).name, "profile": profile, "code_version": version, "threads": threads,
+            "cpu_model": records.cpu_model() if hasattr(records, "cpu_model") else None,
+            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir), "points": out,
+            "identical": bool(ran) and all(e["rows_equal"] == e["rows"] and not e["items_differ"] for e in ran)}
+
+
+def main(argv=None) -> int:
+    """python -m helpers reproduce GRID [--points 0,3] [--profile full] [--threads 1] [--out FILE]."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m helpers reproduce",
+                                     description="Run committed grid points again into a scratch folder and "
+                                                 "compare them with the committed records, item by item.")
+    parser.add_argument("grid", help="grid file, e.g. params/scaling_03.yaml")
+    parser.add_argument("--profile", default="full")
+    parser.add_argument("--points", default="0", help="comma-separated indices of the grid's points (default: 0)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per kernel (the study: 1)")
+    parser.add_argument("--results-dir", default=None, help="the committed results (default: results/)")
+    parser.add_argument("--workdir", default=None, help="scratch results folder (default: a new temporary one)")
+    parser.add_argument("--out", default=None, help="also append the check to this JSON file (a list of checks)")
+    args = parser.parse_args(argv)
+    try:
+        indices = [int(v) for v in args.points.split(",") if v.strip()]
+    except ValueError:
+        raise StudyError(f"--points {args.points!r}: give comma-separated integers, e.g. 0,3") from None
+    check = reproduce(args.grid, args.profile, indices, args.workdir, args.results_dir, args.threads)
+    if args.out:
+        path = Path(args.out)
+        try:
+            checks = json.loads(path.read_text()) if path.exists() else []
+        except ValueError:
+            raise StudyError(f"{path} is not a JSON list of checks: move it away or give another --out") from None
+        records.atomic_write_text(path, json.dumps([*checks, check], indent=1) + "\n")
+    print(json.dumps(check, indent=1))
+    return 0 if check["identical"] else 1

@@ -1,5 +1,7 @@
 """Collecting a grid's records for the analysis notebooks (helpers.sweeps: collect_grid, collect_grids,
 collect_analysis, run_missing_points) on a fake notebook and fake records in tmp_path; no kernel is started."""
+import os
+
 import nbformat
 import pytest
 from fake_records import write_fake_at_point
@@ -131,3 +133,48 @@ def test_measured_study_is_the_union_of_the_points_intervals(tmp_path, monkeypat
                                    "written_at": "2026-11-25T10:06:00+0000"})
     out = collect.measured_study(tmp_path / "results")
     assert out["timed_by"] == {"notebook": 3, "record": 1} and out["wall_s"] == pytest.approx(120 + 60)
+
+
+def test_compare_records_counts_the_items_that_differ():
+    a = {"code_version": "v", "results": [{"method": "m", "protocol": "p", "view": "audio", "test_set": "test",
+                                           "accuracy": 0.5}, {"method": "m", "protocol": "p", "view": "image",
+                                                              "test_set": "test", "accuracy": 0.25}],
+         "predictions": {"m/p/audio/test": [0, 1, 2, 3], "m/p/image/test": [1, 1, 1, 1]}}
+    same = collect.compare_records(a, a)
+    assert same["rows"] == same["rows_equal"] == 2 and same["max_accuracy_diff"] == 0 and not same["items_differ"]
+    b = {**a, "results": [dict(a["results"][0]), dict(a["results"][1], accuracy=0.5)],
+         "predictions": {"m/p/audio/test": [0, 1, 2, 3], "m/p/image/test": [1, 2, 1, 2]}}
+    c = collect.compare_records(a, b)
+    assert c["rows_equal"] == 1 and c["max_accuracy_diff"] == pytest.approx(0.25)
+    assert c["items_differ"] == {"m/p/image/test": 2} and c["prediction_rows_identical"] == 1
+
+
+def test_reproduce_reruns_committed_points_into_a_scratch_folder(monkeypatch, tmp_path, grid, folder):
+    """Each chosen point runs again (one torch thread per kernel, as the study) into the scratch folder and is
+    compared with its committed record; a point whose record another code version made is not run."""
+    monkeypatch.setattr(records, "code_version", lambda root=None: "fakecode")
+    seen = []
+
+    def fake_run_point(notebook, params, run_dir, **kw):
+        seen.append((params["seed"], os.environ.get("OMP_NUM_THREADS"), str(run_dir)))
+        committed = records.read_record(records.default_run_dir(STEM, params, folder) / records.RECORD_NAME)
+        if params["seed"] == 1:        # this point does not reproduce: one prediction changes
+            key = next(iter(committed["predictions"]))
+            committed["predictions"][key] = [p + 1 for p in committed["predictions"][key][:1]] + \
+                committed["predictions"][key][1:]
+        records.write_record(run_dir, committed)
+        return {"status": "ran", "seconds": 1.0, "run_dir": str(run_dir)}
+    monkeypatch.setattr(collect, "run_point", fake_run_point)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    _, points = sweeps.load_grid(grid, "quick")
+    at = {(p["noise"], p["seed"]): i for i, p in enumerate(points)}
+    out = collect.reproduce(grid, "quick", [at[(0.0, 0)]], tmp_path / "scratch", folder)
+    assert out["identical"] and seen == [(0, "1", seen[0][2])] and seen[0][2].startswith(str(tmp_path / "scratch"))
+    assert "OMP_NUM_THREADS" not in os.environ      # restored
+    out = collect.reproduce(grid, "quick", [at[(0.0, 0)], at[(0.0, 1)], at[(0.2, 1)]], tmp_path / "s2", folder)
+    assert not out["identical"] and [e["status"] for e in out["points"]] == ["ran", "ran", "not reproducible here"]
+    assert sum(out["points"][1]["items_differ"].values()) == 1
+    with pytest.raises(StudyError, match="scratch folder"):
+        collect.reproduce(grid, "quick", [0], folder, folder)
+    with pytest.raises(StudyError, match="no point"):
+        collect.reproduce(grid, "quick", [9], tmp_path / "s3", folder)

@@ -141,6 +141,18 @@ def grid_files() -> list[Path]:
     return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
 
 
+def grid_run_dirs(results_dir=None, profile: str = "full") -> dict[str, set[str]]:
+    """Grid file name -> the run folders of its `profile` points under results_dir (grids that do not load: none)."""
+    results_dir, out = Path(results_dir or RESULTS_DIR), {}
+    for grid in grid_files():
+        try:
+            notebook, grid_points = load_grid(grid, profile)
+        except StudyError:
+            continue
+        out[grid.name] = {str(records.default_run_dir(notebook.stem, p, results_dir)) for p in grid_points}
+    return out
+
+
 def points_at_once(measured: dict) -> float | None:
     """How many points of a measured_study ran at once on average (point time over wall time): the cores' use."""
     return measured["compute_s"] / measured["wall_s"] if measured.get("wall_s") else None

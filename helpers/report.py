@@ -35,6 +35,9 @@ from .validity import (MITIGATIONS, RECIPES, at_defaults, audit_tables, counterf
                       mitigation_variants, recipe_variants, variant_tables)
 
 FIGURE_PREFIXES = ("accuracy_vs_", "macro_f1_vs_", "counterfactual_drops", "headline")
+# Grids whose runs serve their own section only: the recipes grid draws seeds of its own (its defaults run beside
+# its recipes, on one machine), so its runs stay out of the study's headline, curves and comparisons.
+OWN_SECTION_GRIDS = ("recipes_02.yaml",)
 TRANSLATION_NOTEBOOK = "06_translation"
 
 
@@ -101,7 +104,11 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
                   "Run a notebook (e.g. `python -m helpers sweep params/noise_02.yaml --profile quick`) "
                   "and then `python -m helpers report` again.", ""]
     else:
-        lines += _report_body(df, records, fig_dir, figures, blocks)
+        own = _own_section_runs(results_dir)
+        study = [r for r in records if str(r.get("run_dir")) not in own]
+        lines += _report_body(results_table(study) if len(study) < len(records) else df, study, fig_dir, figures,
+                              blocks)
+        lines += _recipes_section(df, records)
     wall = _study_wall_time(results_dir)
     if wall:
         lines += ["## Wall time of the full study", "", wall, ""]
@@ -123,6 +130,14 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
     return {"records": len(records), "rows": len(df), "figures": figures, "notebooks": sorted(notebooks),
             "readme": str(readme), "summary": str(results_dir / "summary.csv"), "blocks": blocks,
             "left_out": left_out}
+
+
+def _own_section_runs(results_dir: Path) -> set[str]:
+    """The run folders of OWN_SECTION_GRIDS' full points that no other grid lists."""
+    from .collect import grid_run_dirs
+    by_grid = grid_run_dirs(results_dir)
+    others = set().union(*(d for g, d in by_grid.items() if g not in OWN_SECTION_GRIDS))
+    return set().union(*(by_grid.get(g, set()) for g in OWN_SECTION_GRIDS)) - others
 
 
 def _study_wall_time(results_dir: Path) -> str:
@@ -216,7 +231,6 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         s = pd.concat(parts, ignore_index=True)
         lines += [f"## Cross-modal retrieval ({where})", "", _md_table(ci_table(s, ["method", "view"], ["metric"])), ""]
     lines += _targets_section(pd.concat([select(d, cond), select(translation, cond)]), records, where)
-    lines += _recipes_section(df, records)
     lines += _finetune_section(records)
     lines += _convergence_section(records)
     if not translation.empty:

@@ -13,6 +13,7 @@ from helpers import readme as readme_blocks
 from helpers import validity
 from helpers import records, report, tables
 from helpers.__main__ import main as cli
+from helpers.config import REPO_ROOT
 
 
 @pytest.fixture
@@ -95,8 +96,28 @@ def test_recipes_are_chosen_on_validation(tmp_path):
     acc = [accuracy("audio_mel", "supervised", "audio", s, 0.0, 0.8) for s in range(3)]
     diff = np.mean([round((a + 0.05) * 175) - round(a * 175) for a in acc]) / 175
     assert f"| audio_mel | supervised | audio | {diff:+.3f} [" in section
-    mitigations = text[text.index("### Mitigations on and off"):]
+    mitigations = text[text.index("### Mitigations on and off"):text.index("## Training recipes")]
     assert "mix=mixup" not in mitigations
+
+
+def test_the_recipes_grids_own_runs_stay_out_of_the_study(tmp_path):
+    """A run at a point of params/recipes_02.yaml that no other grid lists (its own seeds) is in the recipes
+    section, never in the headline's seeds."""
+    from helpers.sweeps import load_grid
+    folder = write_study(tmp_path / "results")
+    _, points = load_grid(REPO_ROOT / "params" / "recipes_02.yaml", "full")
+    point = next(p for p in points if p["mix"] == "none" and p["spec_augment"] is False and p["image_size"] == 64)
+    record = fake_record("02_baselines", point["seed"], audits=True)   # the fake study's setting, seed 10
+    records.write_record(records.default_run_dir("02_baselines", point, folder), {"code_version": "fakecode", **record})
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    head = text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
+    assert "(n=3)" in head and "(n=4)" not in head
+    # the same record at a folder no grid lists is one more seed of the study
+    records.write_record(folder / "runs" / "02_baselines" / "elsewhere", {"code_version": "fakecode", **record})
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    assert "(n=4)" in text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
 
 
 def test_finetuned_encoders_are_paired_with_training_from_scratch(tmp_path):

@@ -114,6 +114,7 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
         lines += ["## Wall time of the full study", "", wall, ""]
         if "results" in blocks:
             blocks["results"] += ["", wall]
+    lines += _reproduction_section(results_dir / "reproduction.json")
     perf = performance_lines(results_dir / "bench.json")
     if perf:
         blocks["performance"] = perf
@@ -130,6 +131,38 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
     return {"records": len(records), "rows": len(df), "figures": figures, "notebooks": sorted(notebooks),
             "readme": str(readme), "summary": str(results_dir / "summary.csv"), "blocks": blocks,
             "left_out": left_out}
+
+
+def _reproduction_section(path: Path) -> list[str]:
+    """The checks `python -m helpers reproduce --out` kept: committed points run again, compared row by row."""
+    import json
+    try:
+        checks = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    rows = []
+    for check in checks if isinstance(checks, list) else []:
+        for e in check.get("points") or []:
+            ran = e.get("status") == "ran"
+            models = e.get("cpu_models") or [None, None]
+            rows.append({"checked": str(check.get("checked_at", ""))[:16], "grid": check.get("grid"),
+                         "point": f"{e.get('point')} (seed {e.get('seed')})", "code": check.get("code_version"),
+                         "CPU (committed / re-run)": f"{models[0] or 'not recorded'} / {models[1] or 'not recorded'}",
+                         "threads": check.get("threads"), "status": e.get("status"),
+                         "rows equal": f"{e['rows_equal']} of {e['rows']}" if ran else "–",
+                         "predictions identical": f"{e['prediction_rows_identical']} of {e['prediction_rows']}"
+                         if ran else "–",
+                         "largest accuracy difference": f"{e['max_accuracy_diff']:.3f}"
+                         if ran and e.get("max_accuracy_diff") is not None else "–"})
+    if not rows:
+        return []
+    return ["## Reproduction (`python -m helpers reproduce`)", "",
+            "Committed points run again from a checkout into a scratch folder, one torch thread per kernel as the "
+            "study, each new record compared with the committed one: result rows with the same accuracy, and "
+            "prediction rows (one per model and test set) with every item's predicted class the same. On the CPU "
+            "model and thread count that made a record the numbers repeat to the last digit; on another CPU model "
+            "the kernels (AVX2, AVX-512) round differently and training goes elsewhere, as with another seed.", "",
+            _md_table(pd.DataFrame(rows), index=False), ""]
 
 
 def _own_section_runs(results_dir: Path) -> set[str]:

@@ -353,3 +353,18 @@ def test_one_code_version_is_reported_the_newest_and_the_rest_is_counted(tmp_pat
     assert "Left out: 2 record(s) made by other code versions (`oldcode` 2)" in text and "`newcode`" in text
     out = report.write_report(folder, html=False, all_versions=True)
     assert out["records"] == 3 and out["left_out"] == {}
+
+
+def test_reproduction_checks_are_reported(tmp_path):
+    folder = write_study(tmp_path / "results")
+    check = {"grid": "scaling_03.yaml", "code_version": "fakecode", "threads": 1, "checked_at": "2026-12-02T01:00:00",
+             "points": [{"point": 0, "seed": 0, "status": "ran", "rows": 10, "rows_equal": 4,
+                         "prediction_rows": 8, "prediction_rows_identical": 1, "max_accuracy_diff": 0.0625,
+                         "cpu_models": [None, "AMD EPYC"]},
+                        {"point": 3, "seed": 1, "status": "not reproducible here"}]}
+    (folder / "reproduction.json").write_text(json.dumps([check]))
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    section = text[text.index("## Reproduction"):].split("\n## ")[0]
+    assert "| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 |" in section
+    assert "not reproducible here | – |" in section

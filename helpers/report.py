@@ -174,18 +174,32 @@ def _own_section_runs(results_dir: Path) -> set[str]:
 
 
 def _study_wall_time(results_dir: Path) -> str:
-    """One sentence: how many of the full profile's points this code has executed, and their wall time, from the
-    executed notebooks in results_dir/runs (collect.measured_study); "" when there are none (a fresh clone)."""
+    """One sentence: how many of the full profile's points this code has executed, and their wall time
+    (collect.measured_study: from the records' own start and write times, else the executed notebooks); where
+    this checkout has neither, the measurement results/bench.json kept, said as such; "" when there is none."""
+    import json
     from .collect import measured_study, points_at_once
-    m = measured_study(results_dir, "full")
+    m, kept = measured_study(results_dir, "full"), ""
     if not m.get("available"):
-        return ""
+        try:
+            bench = json.loads((results_dir / "bench.json").read_text(encoding="utf-8"))
+            m = bench["runs"]["full_study_measured"]
+            kept = str(bench["bench"]["started_at"])[:10]
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+        if not isinstance(m, dict) or not m.get("available"):
+            return ""
     at_once = points_at_once(m)
     grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in m["grids"].items())
-    return (f"The full profile's points executed by the current code: {m['unique_points']} distinct points "
+    timed = " and ".join({"record": "the records' start and write times",
+                          "notebook": "the executed notebooks' papermill times"}[k] for k in m.get("timed_by") or
+                         {"notebook": 1})
+    return ((f"As results/bench.json measured it on {kept} (this checkout has neither the executed notebooks, "
+             "which git ignores, nor records that time themselves): " if kept else "")
+            + f"the full profile's points executed by the current code: {m['unique_points']} distinct points "
             f"({'all' if m['complete'] else 'not all'} of every grid's: {grids}; a point shared by two grids counts "
-            f"in both), {m['wall_s'] / 60:.1f} min wall (the union of their papermill intervals, {m['first_start'][:16]} "
-            f"to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time"
+            f"in both), {m['wall_s'] / 60:.1f} min wall (the union of their intervals, from {timed}, "
+            f"{m['first_start'][:16]} to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time"
             + (f" ({at_once:.2f} points running at once on average: the cores' use)" if at_once else "")
             + ", on the machine that ran them.")
 

@@ -165,6 +165,16 @@ def _reproduction_section(path: Path) -> list[str]:
             _md_table(pd.DataFrame(rows), index=False), ""]
 
 
+def _machines_sentence(records) -> str:
+    """Which CPU models and torch thread counts made the records (older records do not say)."""
+    made = Counter((str((r.get("environment") or {}).get("cpu_model") or "not recorded"),
+                    str((r.get("environment") or {}).get("torch_threads") or "not recorded")) for r in records)
+    return ("Machines that made the records (CPU model, torch threads: records): "
+            + "; ".join(f"{cpu}, {threads}: {n}" for (cpu, threads), n in sorted(made.items()))
+            + ". Runs paired by seed across CPU models differ by the machine too: its kernels round differently, "
+              "and training goes elsewhere as with another seed.")
+
+
 def _own_section_runs(results_dir: Path) -> set[str]:
     """The run folders of OWN_SECTION_GRIDS' full points that no other grid lists."""
     from .collect import grid_run_dirs
@@ -214,7 +224,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
                                                 for n in counts.index]}), index=False),
               f"Code versions among the records: {', '.join(f'`{v}`' for v in versions) or 'unknown'}"
               + (" — results from different code versions are mixed; re-run stale points with "
-                 "`python -m helpers sweep`." if len(versions) > 1 else "."), ""]
+                 "`python -m helpers sweep`." if len(versions) > 1 else "."), _machines_sentence(records), ""]
     d, notes = main_settings(df)
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     # translation rows (judges, fill-missing, retrieval of translations) are not classifiers of the modality

@@ -374,4 +374,5 @@ def test_reproduction_checks_are_reported(tmp_path):
     text = (folder / "README.md").read_text()
     section = text[text.index("## Reproduction"):].split("\n## ")[0]
     assert "| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 |" in section
+    assert "(CPU model, torch threads: records): not recorded, not recorded: 13." in text
     assert "not reproducible here | – |" in section

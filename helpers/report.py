@@ -200,7 +200,7 @@ def _study_wall_time(results_dir: Path) -> str:
         if not isinstance(m, dict) or not m.get("available"):
             return ""
     at_once = points_at_once(m)
-    grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in m["grids"].items())
+    grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in (m.get("grids") or {}).items())
     timed = " and ".join({"record": "the records' start and write times",
                           "notebook": "the executed notebooks' papermill times"}[k] for k in m.get("timed_by") or
                          {"notebook": 1})

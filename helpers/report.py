@@ -159,9 +159,11 @@ def _reproduction_section(path: Path) -> list[str]:
     return ["## Reproduction (`python -m helpers reproduce`)", "",
             "Committed points run again from a checkout into a scratch folder, one torch thread per kernel as the "
             "study, each new record compared with the committed one: result rows with the same accuracy, and "
-            "prediction rows (one per model and test set) with every item's predicted class the same. On the CPU "
-            "model and thread count that made a record the numbers repeat to the last digit; on another CPU model "
-            "the kernels (AVX2, AVX-512) round differently and training goes elsewhere, as with another seed.", "",
+            "prediction rows (one per model and test set) with every item's predicted class the same. Records "
+            "made before the CPU model was recorded do not say it (\"not recorded\"). On one machine a run "
+            "repeats (in the recipes' paired table, a recipe that cannot reach a model leaves every prediction of "
+            "it as it was); a difference here means another CPU model or thread count made the committed record: "
+            "its kernels round differently and training goes elsewhere, as with another seed.", "",
             _md_table(pd.DataFrame(rows), index=False), ""]
 
 
@@ -185,33 +187,36 @@ def _own_section_runs(results_dir: Path) -> set[str]:
 
 def _study_wall_time(results_dir: Path) -> str:
     """One sentence: how many of the full profile's points this code has executed, and their wall time
-    (collect.measured_study: from the records' own start and write times, else the executed notebooks); where
-    this checkout has neither, the measurement results/bench.json kept, said as such; "" when there is none."""
+    (collect.measured_study: from the records' own start and write times, else the executed notebooks). Where
+    results/bench.json kept a measurement of more points (made when their executed notebooks were there; git
+    ignores them, so a fresh clone has fewer), that one, said as such; "" when there is none."""
     import json
     from .collect import measured_study, points_at_once
     m, kept = measured_study(results_dir, "full"), ""
+    try:
+        bench = json.loads((results_dir / "bench.json").read_text(encoding="utf-8"))
+        stored = bench["runs"]["full_study_measured"]
+        if stored.get("available") and stored.get("unique_points", 0) > (m.get("unique_points") or 0):
+            m, kept = stored, str(bench["bench"]["started_at"])[:10]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
     if not m.get("available"):
-        try:
-            bench = json.loads((results_dir / "bench.json").read_text(encoding="utf-8"))
-            m = bench["runs"]["full_study_measured"]
-            kept = str(bench["bench"]["started_at"])[:10]
-        except (OSError, ValueError, KeyError, TypeError):
-            return ""
-        if not isinstance(m, dict) or not m.get("available"):
-            return ""
+        return ""
     at_once = points_at_once(m)
     grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in (m.get("grids") or {}).items())
     timed = " and ".join({"record": "the records' start and write times",
                           "notebook": "the executed notebooks' papermill times"}[k] for k in m.get("timed_by") or
                          {"notebook": 1})
-    return ((f"As results/bench.json measured it on {kept} (this checkout has neither the executed notebooks, "
-             "which git ignores, nor records that time themselves): " if kept else "")
-            + f"the full profile's points executed by the current code: {m['unique_points']} distinct points "
-            f"({'all' if m['complete'] else 'not all'} of every grid's: {grids}; a point shared by two grids counts "
-            f"in both), {m['wall_s'] / 60:.1f} min wall (the union of their intervals, from {timed}, "
-            f"{m['first_start'][:16]} to {m['last_end'][:16]}) and {m['compute_s'] / 60:.1f} min of point time"
+    what = (f"{m['unique_points']} distinct points ({'all' if m['complete'] else 'not all'} of every grid's: {grids}; "
+            f"a point shared by two grids counts in both), {m['wall_s'] / 60:.1f} min wall (the union of their "
+            f"intervals, from {timed}, {m['first_start'][:16]} to {m['last_end'][:16]}) and "
+            f"{m['compute_s'] / 60:.1f} min of point time"
             + (f" ({at_once:.2f} points running at once on average: the cores' use)" if at_once else "")
             + ", on the machine that ran them.")
+    if kept:
+        return (f"As results/bench.json measured it on {kept}, when the executed notebooks were there (git ignores "
+                f"them: this checkout has fewer), the full profile's points executed by the code of then: {what}")
+    return f"The full profile's points executed by the current code: {what}"
 
 
 def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict) -> list[str]:

@@ -339,12 +339,17 @@ def test_the_study_wall_time_is_read_from_the_executed_points(tmp_path, monkeypa
     assert "3 distinct points (not all of every grid's: scaling_02 3/9" in text and not text.startswith("As ")
     assert "10.0 min wall" in text and "18.0 min of point time (1.80 points running at once" in text
     assert "from the executed notebooks' papermill times" in text
-    # nothing to measure here (a fresh clone: no executed notebooks): the bench's kept measurement, said as such
-    monkeypatch.setattr(collect, "measured_study", lambda results_dir, profile: {"available": False})
+    # fewer points to measure here (a fresh clone: no executed notebooks): the bench's kept measurement of more
     (tmp_path / "bench.json").write_text(json.dumps({"bench": {"started_at": "2026-12-01T21:13:26+0000"},
-                                                     "runs": {"full_study_measured": measured}}))
-    kept = report._study_wall_time(tmp_path)
-    assert kept.startswith("As results/bench.json measured it on 2026-12-01") and "10.0 min wall" in kept
+                                                     "runs": {"full_study_measured": {**measured, "unique_points": 9,
+                                                                                      "wall_s": 1200.0}}}))
+    assert report._study_wall_time(tmp_path).startswith("As results/bench.json measured it on 2026-12-01")
+    assert "9 distinct points" in report._study_wall_time(tmp_path) and "20.0 min wall" in report._study_wall_time(tmp_path)
+    monkeypatch.setattr(collect, "measured_study", lambda results_dir, profile: {"available": False})
+    assert "20.0 min wall" in report._study_wall_time(tmp_path)
+    (tmp_path / "bench.json").write_text(json.dumps({"bench": {"started_at": "2026-12-01"},
+                                                     "runs": {"full_study_measured": {"available": False}}}))
+    assert report._study_wall_time(tmp_path) == ""
 
 
 def test_one_code_version_is_reported_the_newest_and_the_rest_is_counted(tmp_path):

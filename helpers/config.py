@@ -29,9 +29,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STUDY_CACHE") or Path.home() / ".cache" / "menagerie").expanduser()
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)   # the only way to read it is to set it: done once, at import, before any thread
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def chmod_by_umask(path) -> None:
     """Give a file made by tempfile.mkstemp (mode 0600) the mode an ordinary new file gets: readable by the
-    user's group like the rest of the tree."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    user's group like the rest of the tree (the process's umask, read at import: setting it to read it
+    again here would give files that other threads create meanwhile the mode 0666)."""
+    os.chmod(path, 0o666 & ~_UMASK)

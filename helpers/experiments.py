@@ -59,6 +59,7 @@ class Study:
     # One stream per modality for training-time crops and augmentation, so that changing one modality's
     # preprocessing (an image-only mitigation) leaves the other modality's random draws as they were.
     augment_generators: dict[str, torch.Generator] = field(default_factory=dict)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))   # the run's start
 
     @property
     def num_classes(self) -> int:
@@ -556,7 +557,7 @@ def make_record(study: Study, notebook: str, rows: list[dict], details: dict | N
         "notebook": notebook, "params": study.params, "noise_achieved": study.noise_achieved,
         "split_sizes": {m: study.split[m].sizes() for m in MODALITIES},
         "num_test_pairs": len(study.test_pairs), "classes": study.classes, "device": str(study.device),
-        "results": rows, "details": details or {}, "timings": study.timings,
+        "results": rows, "details": details or {}, "timings": study.timings, "started_at": study.started_at,
         "counterfactuals_not_testable": study.not_testable,
         "external": study.external.summary() if study.external is not None else None,
         # per-item predictions (study.predictions) in the order of these items, for paired item-level tests

@@ -102,6 +102,11 @@ def _git_info() -> dict | None:
     return {"commit": commit, "dirty": bool(status)}
 
 
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")   # as _device: a run that never imported torch used no torch threads
+    return torch.get_num_threads() if torch is not None else None
+
+
 def _device() -> str:
     # Only ask torch if the run imported it: importing it here would cost seconds per record,
     # and a run that never imported torch computed everything on the CPU anyway.
@@ -120,6 +125,8 @@ def environment_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # results on the CPU depend on the thread count (reductions split otherwise): the study runs 1 per kernel
+        "torch_threads": _torch_threads(),
         "packages": dict(_package_versions()),
         "git": _git_info(),
         "device": _device(),

@@ -40,7 +40,10 @@ VIS_METHODS = SUPERVISED + ("imagenet",) + tuple(CROSS_MODAL)
 IMAGE_MATCH = ("dataset", "image_size", "embed_dim")
 AUDIO_MATCH = ("dataset", "sample_rate", "embed_dim", "clip_seconds", "lowpass_hz", "normalize_loudness")
 ENCODER_MATCH = tuple(dict.fromkeys(IMAGE_MATCH + AUDIO_MATCH))
-PREFER = ("fraction", "seed", "noise", "noise_kind")  # among usable runs, the closest to this one, then the newest
+# Among usable runs: first the one trained as this run would train it (the same recipe and budget: a mitigation or
+# recipe variant saved beside the defaults is never taken for them), then the closest in data, then the newest.
+TRAINING = ("augment", "audio_augment", "random_crop", "mix", "spec_augment", "epochs", "patience", "lr", "batch_size")
+PREFER = ("fraction", "seed", "noise", "noise_kind")
 MARKERS = {"audio": "o", "image": "^"}
 
 
@@ -112,7 +115,8 @@ def clustering_table(Z_test: dict, seed: int = 0, num_classes: int | None = None
 def find_run(notebook: str, params: dict, keys=ENCODER_MATCH, results_dir=None, require=None,
              prefer=PREFER) -> dict | None:
     """The record of `notebook` under results_dir/runs whose params equal `params` on `keys` and whose
-    run folder holds the file `require` (if given): the one matching most of `prefer`, then the newest."""
+    run folder holds the file `require` (if given): the one matching most of TRAINING, then most of
+    `prefer`, then the newest."""
     wanted = {k: params[k] for k in keys if k in params}
     found = [r for r in load_records(results_dir or RESULTS_DIR)
              if r.get("notebook") == notebook and isinstance(r.get("params"), dict)
@@ -122,7 +126,8 @@ def find_run(notebook: str, params: dict, keys=ENCODER_MATCH, results_dir=None, 
         return None
 
     def closeness(r):
-        return (sum(params_match(r["params"], {k: params[k]}) for k in prefer if k in params),
+        return (sum(params_match(r["params"], {k: params[k]}) for k in TRAINING if k in params),
+                sum(params_match(r["params"], {k: params[k]}) for k in prefer if k in params),
                 str(r.get("written_at", "")))
     return max(found, key=closeness)
 

@@ -295,12 +295,9 @@ def test_exif_rotation_is_applied(tmp_path):
     assert top[2] > 200 and top[0] < 60 and bottom[0] > 200 and bottom[2] < 60   # blue on top, red below
 
 
-def test_cache_files_follow_the_umask(tmp_path):
-    import os
+def test_cache_files_follow_the_umask(tmp_path, monkeypatch):
+    from helpers import config
     from helpers.data import _save_cache
-    old = os.umask(0o022)
-    try:
-        _save_cache(tmp_path / "c.npz", np.zeros((2, 3), dtype=np.uint8), ["a", "b"], [{}, {}], [])
-    finally:
-        os.umask(old)
-    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o644
+    monkeypatch.setattr(config, "_UMASK", 0o027)    # the process's umask, as read at import
+    _save_cache(tmp_path / "c.npz", np.zeros((2, 3), dtype=np.uint8), ["a", "b"], [{}, {}], [])
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o640

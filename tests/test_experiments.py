@@ -414,6 +414,8 @@ def test_contrastive_core_learns(contrastive_run):
     from helpers import pretraining as pt
     params, record, models = contrastive_run
     assert max(_probe_accuracy(record, v) for v in ("audio", "image")) >= 2 * CHANCE
+    # the record says when the run started (the study's wall time is read from start and write times)
+    assert record["started_at"] == models["study"].started_at and len(record["started_at"]) == 24
     study, p = models["study"], models["study"].params
     seed_everything(p["seed"])     # run_contrastive's initialisation
     untrained = pt.ContrastiveModel(p["audio_encoder"], p["embed_dim"], p["sample_rate"], p["proj_dim"],

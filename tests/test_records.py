@@ -103,19 +103,19 @@ def test_code_version_follows_code_not_results_or_outputs(tmp_path):
 
 
 def test_environment_info_names_the_git_commit():
+    import torch
     info = records.environment_info()
     json.dumps(info)
+    assert info["torch_threads"] == torch.get_num_threads()   # CPU results depend on it
     if (REPO_ROOT / ".git").exists():
         assert isinstance(info["git"]["commit"], str) and isinstance(info["git"]["dirty"], bool)
 
 
-def test_records_follow_the_umask_like_the_cache(tmp_path):
+def test_records_follow_the_umask_like_the_cache(tmp_path, monkeypatch):
     """A record is written through mkstemp (mode 0600): it must end up readable by the group like the tree."""
-    import os
-    old = os.umask(0o022)
-    try:
-        path = records.write_record(tmp_path, {"params": {"seed": 0}, "results": []})
-        text = records.atomic_write_text(tmp_path / "summary.csv", "a,b\n")
-    finally:
-        os.umask(old)
+    from helpers import config
+    assert config._UMASK == config._read_umask()   # reading it leaves it as it was
+    monkeypatch.setattr(config, "_UMASK", 0o022)
+    path = records.write_record(tmp_path, {"params": {"seed": 0}, "results": []})
+    text = records.atomic_write_text(tmp_path / "summary.csv", "a,b\n")
     assert path.stat().st_mode & 0o777 == text.stat().st_mode & 0o777 == 0o644

@@ -105,6 +105,10 @@ def test_saved_encoders_are_found_and_loaded(env, tmp_path):
     loaded, info = vis.load_supervised(study, "image", results_dir=tmp_path)
     assert info["source"] == "loaded" and info["fraction"] == 0.5
     assert torch.equal(loaded.proj.weight, enc.proj.weight)
+    # a newer run of this seed and fraction trained another way (a recipe variant) is not taken for the defaults
+    _fake_run(tmp_path, "02_baselines", "variant", {**p, "mix": "mixup", "augment": not p["augment"]},
+              {"image_encoder.pt": make_encoder("image", p["embed_dim"], p["sample_rate"])})
+    assert vis.load_supervised(study, "image", results_dir=tmp_path)[1]["run_dir"].endswith("new")
     # a cross-modal model saved by run_notebook in <run_dir>/<method>/
     from helpers import schema
     from helpers.pretraining import ContrastiveModel

@@ -295,7 +295,7 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     X_val = study.inputs(modality, study.split[modality].val)
     y_val = study.labels(modality, "val")
 
-    mix = p.get("mix", "none")   # notebooks without the parameter fine-tune without mixing
+    mix = schema.mix_by_modality(p.get("mix", "none"))[modality]   # notebooks without the parameter do not mix
 
     def step(b, gen):
         X = study.inputs(modality, train_idx[b.numpy()], train=True).to(study.device)

@@ -29,6 +29,7 @@ GENERATIVE_OBJECTIVES = ("mvae", "autoencoder")
 AUDIO_ENCODERS = ("audio_mel", "audio_wave")   # or "timm:<name>:audio_mel"
 SAMPLE_RATES = (8000, 16000, 22050)
 MIXES = ("none", "mixup", "cutmix")   # batch mixing in supervised training (helpers.training.mixed_batch)
+MIX_MODALITIES = ("audio", "image")   # `mix` may name one kind per modality: "image:mixup,audio:cutmix"
 # An epoch is one pass over the training items or this many optimizer steps, whichever is more: at fraction 0.8
 # one pass is 9-10 batches of 64, so the budget, the patience and the schedule are the same number of steps at
 # every training fraction (a small set is passed over several times per epoch) and a curve over fractions
@@ -157,8 +158,9 @@ PARAMS: dict[str, Param] = {
     "patience": _int(5, "stop once validation has not improved for this many epochs (0: train the whole budget)",
                      0),
     "finetune_epochs": _int(0, "epochs of supervised fine-tuning of the pre-trained encoders; 0 skips it", 0),
-    "mix": _choice("none", "supervised training on mixed batches: mixup (blend two items) or cutmix (paste a box of "
-                   "an image, a stretch of a clip), the loss mixed alike", MIXES),
+    "mix": Param("none", "supervised training on mixed batches: mixup (blend two items) or cutmix (paste a box of an "
+                 "image, a stretch of a clip), the loss mixed alike; for every model, or per modality as "
+                 "image:mixup,audio:cutmix", NUISANCE, str),
     "spec_augment": _bool(False, "SpecAugment (random frequency and time masks) on the log-mels of training clips"),
     "lr": _float(2e-3, "AdamW peak learning rate (linear warm-up, then cosine to 0)", 1e-6, 1.0, high_open=True),
     "batch_size": _int(64, "items per optimizer step", 2),
@@ -211,10 +213,10 @@ NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {
     "01_data_exploration": (("dataset", "seed", "noise", "noise_kind", "run_dir"), {"noise": 0.2}),
     "02_baselines": (_STUDY + ("spec_augment", "mix"), {"fraction": 0.2}),
     "03_contrastive": (_STUDY + ("probe_noise", "objective", "audio_encoder", "proj_dim", "simclr", "remedy", "drop_rate",
-                                 "finetune_epochs"),
+                                 "finetune_epochs", "mix"),
                        {"fraction": 0.2, "objective": "contrastive,supcon,image_bound"}),
     "04_generative": (_STUDY + ("probe_noise", "objective", "audio_encoder", "latent_dim", "beta", "decoder_width",
-                                "finetune_epochs"),
+                                "finetune_epochs", "mix"),
                       {"fraction": 0.2, "objective": "mvae,autoencoder"}),
     "05_label_noise": (_GRID_ANALYSIS, {}),
     "06_translation": (_STUDY + ("spec_augment", "mix", "fractions", "translator_encoder", "latent_dim", "decoder_width", "class_weight",
@@ -291,7 +293,38 @@ def check(notebook, params: dict | None = None) -> dict:
                          "'timm:<name>:audio_mel'")
     if "fractions" in out:
         out["fractions"] = _fractions(out["fractions"])
+    if "mix" in out:
+        out["mix"] = _mix(out["mix"])
+        if out["mix"] != "none" and out.get("finetune_epochs") == 0:   # 03 and 04 mix only what they fine-tune
+            raise StudyError(f"parameter mix={out['mix']!r} mixes the batches of supervised fine-tuning, and "
+                             "finetune_epochs=0 fine-tunes nothing: set finetune_epochs > 0, or mix='none'")
     return out
+
+
+def mix_by_modality(value) -> dict[str, str]:
+    """A `mix` value as modality -> one of MIXES: "cutmix" for both, "image:mixup,audio:cutmix" per modality (a
+    modality it does not name is not mixed); StudyError for anything else."""
+    value = str(value).strip()
+    if value in MIXES:
+        return dict.fromkeys(MIX_MODALITIES, value)
+    out = dict.fromkeys(MIX_MODALITIES, "none")
+    for item in value.split(","):
+        modality, _, kind = item.strip().partition(":")
+        if modality not in MIX_MODALITIES or kind not in MIXES or not _:
+            raise StudyError(f"parameter mix={value!r} must be one of {list(MIXES)} for every model, or per "
+                             f"modality as <modality>:<kind> comma-separated, modality in {list(MIX_MODALITIES)}, "
+                             f"kind in {list(MIXES)} (e.g. 'image:mixup,audio:cutmix')")
+        out[modality] = kind
+    return out
+
+
+def _mix(value) -> str:
+    """A `mix` value in canonical form, so that one setting is one grid point: one kind when both modalities
+    have it, else the modalities that are mixed, in MIX_MODALITIES order."""
+    kinds = mix_by_modality(value)
+    if len(set(kinds.values())) == 1:
+        return next(iter(kinds.values()))
+    return ",".join(f"{m}:{k}" for m, k in kinds.items() if k != "none")
 
 
 def _fractions(value) -> str:

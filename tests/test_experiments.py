@@ -12,7 +12,7 @@ from torch import nn
 
 from helpers import evaluation as ev
 from helpers import experiments as ex
-from helpers import training
+from helpers import schema, training
 from helpers.experiments import (_rows_from_probas, evaluate_cross_modal, evaluate_embeddings, evaluate_probas,
                                  prepare_study, train_classifier)
 from helpers.synthetic import make_synthetic
@@ -244,6 +244,25 @@ def test_train_classifier_keeps_the_weights_of_the_best_validation_epoch(synthet
         assert torch.equal(v, snapshots[1][k]), k
     assert any(not torch.equal(final[k], snapshots[-1][k]) for k in final)   # training went on after epoch 1
     assert not model.training                        # handed back in eval mode
+
+
+@pytest.mark.parametrize("mix", ["image:mixup,audio:cutmix", "cutmix"])
+def test_each_modality_trains_with_its_own_batch_mixing(synthetic_study, monkeypatch, mix):
+    """`mix` per modality: the image model mixes its batches one way, the audio models theirs; one kind alone
+    mixes both."""
+    study = _fresh(synthetic_study["study"])
+    study = dataclasses.replace(study, params={**study.params, "mix": mix})
+    seen = []
+
+    def spy(X, kind, generator):
+        seen.append(kind)
+        return training.mixed_batch(X, kind, generator)
+    monkeypatch.setattr(ex, "mixed_batch", spy)
+    wanted = schema.mix_by_modality(mix)
+    for kind in ("image", "audio_mel"):
+        seen.clear()
+        train_classifier(study, kind, num_epochs=1)
+        assert seen and set(seen) == {wanted[_modality(kind)]}, kind
 
 
 def test_train_classifier_history_matches_the_returned_models_validation_score(synthetic_study):

@@ -87,6 +87,18 @@ def test_values_are_canonical():
         schema.check("03_contrastive", {"objective": "mvae"})       # choices are the notebook's own
     assert schema.check("04_generative", {"objective": "mvae"})["objective"] == "mvae"
     assert schema.check("06_translation", {"fractions": "0.8, 0.2,0.2"})["fractions"] == "0.2,0.8"
+    # batch mixing for every model, or per modality; one setting is one spelling (one grid point)
+    for given, canonical in (("cutmix", "cutmix"), ("image:cutmix,audio:cutmix", "cutmix"), ("image:none", "none"),
+                             ("image:mixup, audio:cutmix", "audio:cutmix,image:mixup"), ("image:mixup", "image:mixup")):
+        assert schema.check("02_baselines", {"mix": given})["mix"] == canonical, given
+    assert schema.mix_by_modality("image:mixup") == {"audio": "none", "image": "mixup"}
+    for bad in ("blend", "image:blend", "video:mixup", "image"):
+        with pytest.raises(StudyError, match=r"mix=.*per modality"):
+            schema.check("02_baselines", {"mix": bad})
+    # notebooks 03 and 04 mix the batches of their fine-tuning only: with none, mixing is a parameter unused
+    assert schema.check("03_contrastive", {"mix": "cutmix", "finetune_epochs": 3})["mix"] == "cutmix"
+    with pytest.raises(StudyError, match="finetune_epochs=0 fine-tunes nothing"):
+        schema.check("04_generative", {"mix": "cutmix"})
 
 
 def test_notebook_params_rejects_a_name_papermill_injected_but_the_notebook_lacks():

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import records
 from .config import PARAMS_DIR, REPO_ROOT, StudyError
 
 # The project modules are imported inside the functions that use them: the data-loading child process
@@ -97,10 +98,7 @@ def _dig(results: dict, path: tuple):
 
 def machine_info() -> dict:
     """CPU model, cores, torch threads, memory, versions, the device the study would use."""
-    cpu_model, mem = platform.processor() or None, {}
-    with contextlib.suppress(OSError):
-        cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                          if l.lower().startswith("model name")), cpu_model)
+    cpu_model, mem = records.cpu_model(), {}
     with contextlib.suppress(OSError, ValueError, IndexError):
         mem = {l.split(":")[0]: int(l.split()[1]) / 1e6 for l in Path("/proc/meminfo").read_text().splitlines()
                if l.startswith(("MemTotal", "MemAvailable"))}

@@ -102,6 +102,16 @@ def _git_info() -> dict | None:
     return {"commit": commit, "dirty": bool(status)}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo, else platform.processor()), or None."""
+    name = platform.processor() or None
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return name
+    return next((line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("model name")), name)
+
+
 def _torch_threads() -> int | None:
     torch = sys.modules.get("torch")   # as _device: a run that never imported torch used no torch threads
     return torch.get_num_threads() if torch is not None else None
@@ -125,6 +135,9 @@ def environment_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # the same run on another CPU model takes other kernels (AVX2, AVX-512), whose rounding sends training
+        # elsewhere: two records agree to the last digit only from one CPU model and thread count
+        "cpu_model": cpu_model(),
         # results on the CPU depend on the thread count (reductions split otherwise): the study runs 1 per kernel
         "torch_threads": _torch_threads(),
         "packages": dict(_package_versions()),

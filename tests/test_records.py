@@ -106,7 +106,8 @@ def test_environment_info_names_the_git_commit():
     import torch
     info = records.environment_info()
     json.dumps(info)
-    assert info["torch_threads"] == torch.get_num_threads()   # CPU results depend on it
+    assert info["torch_threads"] == torch.get_num_threads()   # CPU results depend on it, and on the CPU model
+    assert info["cpu_model"] == records.cpu_model() and (info["cpu_model"] is None or info["cpu_model"].strip())
     if (REPO_ROOT / ".git").exists():
         assert isinstance(info["git"]["commit"], str) and isinstance(info["git"]["dirty"], bool)
 

@@ -289,7 +289,7 @@ def reproduce(grid, profile: str = "full", points=None, workdir=None, results_di
             os.environ["OMP_NUM_THREADS"] = old_threads
     ran = [e for e in out if e["status"] == "ran"]
     return {"grid": Path(grid).name, "profile": profile, "code_version": version, "threads": threads,
-            "cpu_model": records.cpu_model() if hasattr(records, "cpu_model") else None,
+            "cpu_model": records.cpu_model(),
             "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir), "points": out,
             "identical": bool(ran) and all(e["rows_equal"] == e["rows"] and not e["items_differ"] for e in ran)}
 

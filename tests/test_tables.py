@@ -250,7 +250,7 @@ def test_mitigation_constants_follow_the_study_code():
     assert {k: schema.PARAMS[k].default for k in validity.MITIGATIONS} == validity.MITIGATIONS
     assert validity.MITIGATIONS["sample_rate"] != validity.MITIGATION_OFF["sample_rate"]
     assert set(validity.MITIGATIONS) == set(validity.MITIGATION_OFF)
-    assert {k: schema.PARAMS[k].default for k in validity.RECIPES} == validity.RECIPES
+    assert {k: schema.param("02_baselines", k).default for k in validity.RECIPES} == validity.RECIPES
     assert validity.AUDIO_TEST_SETS == tuple(shortcuts.AUDIO_COUNTERFACTUALS)
 
 

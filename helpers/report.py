@@ -203,7 +203,8 @@ def _study_wall_time(results_dir: Path) -> str:
     if not m.get("available"):
         return ""
     at_once = points_at_once(m)
-    grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}" for g, v in (m.get("grids") or {}).items())
+    grids = ", ".join(f"{g.removesuffix('.yaml')} {v['found']}/{v['points']}"
+                      for g, v in (m.get("grids") or {}).items())
     timed = " and ".join({"record": "the records' start and write times",
                           "notebook": "the executed notebooks' papermill times"}[k] for k in m.get("timed_by") or
                          {"notebook": 1})
@@ -563,7 +564,7 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
     seeds = ", ".join(sorted(set(p["seeds"].astype(str))))
     pairing = (f"item by item on the seeds both have ({seeds}; paired bootstrap over seeds and test items"
                if items else "paired by seed (paired t-test")
-    test_note = "; McNemar per seed, its largest p)" if items else ")"
+    test_note = "; McNemar per seed, the same direction in every seed)" if items else ")"
 
     def cell(r):
         if r.get("discordant") == 0:
@@ -749,8 +750,8 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
 
 def _finetune_section(records) -> list[str]:
     """Pre-trained encoders fine-tuned on the labels (notebooks 03 and 04, finetune_epochs > 0) against the same
-    encoders trained from scratch by notebook 02 (default mitigations and recipes), at the largest training fraction with
-    clean labels: the same architecture, items, labels and budget rule, so the difference is the initialisation.
+    encoders trained from scratch by notebook 02 (default mitigations and recipes), at the largest training fraction
+    with clean labels: the same architecture, items, labels and budget rule, so the difference is the initialisation.
     Paired item by item on the seeds both have; the frozen linear probe of the same runs beside them."""
     tuned = [r for r in records if r.get("notebook") in ("03_contrastive", "04_generative")
              and (r.get("params") or {}).get("finetune_epochs") and not (r.get("params") or {}).get("noise")]
@@ -782,7 +783,7 @@ def _finetune_section(records) -> list[str]:
             c = None
         row["fine-tuned minus from scratch"] = (f"{c['mean_diff']:+.3f} [{c['ci_lo']:+.3f}, {c['ci_hi']:+.3f}] over "
                                                 f"{c['seeds']} seed(s) x {c['items']} items" if c else "not paired")
-        p_values.append(c["mcnemar_max_p"] if c else None)
+        p_values.append(c["mcnemar_p"] if c else None)
         out.append(row)
     if not out:
         return []
@@ -793,10 +794,11 @@ def _finetune_section(records) -> list[str]:
             f"Fraction {fraction}, clean labels. Each pre-trained encoder (notebooks 03 and 04) fine-tuned on the "
             f"training labels with notebook 02's rule (at most {', '.join(map(str, epochs))} epochs, patience, the best "
             "validation epoch kept) against the same architecture trained from scratch by notebook 02 with the "
-            "default mitigations and recipes: the same items, labels and budget rule, so the difference is the initialisation "
+            "default mitigations and recipes: the same items, labels and budget rule, so the difference is the "
+            "initialisation "
             "(and the pre-training's use of the labels to pair clips with images). Mean over seeds [95% bootstrap "
             "over seeds and test items] (seeds); the difference is paired item by item on the seeds both have, "
-            f"McNemar per seed (the largest p), Holm over the {sum(p is not None for p in p_values)} comparisons.", "",
+            f"McNemar per seed, the same direction in every seed, Holm over the {sum(p is not None for p in p_values)} comparisons.", "",
             _md_table(pd.DataFrame(out), index=False), ""]
 
 

@@ -114,6 +114,7 @@ def factor_variants(df: pd.DataFrame, factors: dict, all_off: dict | None = None
         d[name] = d[name].where(d[name].notna(), default) if name in d else default
 
     def label(row):
+        # a column with gaps turns 16000 into 16000.0: name the value as the grid file writes it
         row = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in row.items()}
         if all_off and all(row[k] == all_off[k] for k in factors):
             return "none"
@@ -224,7 +225,7 @@ def _paired_items(test: pd.DataFrame, drops_runs: pd.DataFrame, records, order) 
                 rows.append({**row, "a": variant, "b": "defaults", "metric": measure, "n": c["seeds"],
                              "seeds": ",".join(map(str, c["seed_list"])), "items": c["items"],
                              "mean_diff": c["mean_diff"], "ci_lo": c["ci_lo"], "ci_hi": c["ci_hi"],
-                             "p_value": c.get("mcnemar_max_p"), "discordant": c.get("a_only", 0) + c.get("b_only", 0)
+                             "p_value": c.get("mcnemar_p"), "discordant": c.get("a_only", 0) + c.get("b_only", 0)
                              if measure == "accuracy" else None, "variant": variant, "measure": measure,
                              "interval": "bootstrap"})
     return pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from helpers import evaluation as ev
 from helpers import items
 from helpers.config import StudyError
 
@@ -41,7 +42,8 @@ def test_runs_pair_only_on_the_same_test_items():
     test_items); a record that names none pairs by position."""
     y = [0, 1, 2, 3]
     a, b = _record(0, y, y, y), _record(0, y, [1, 1, 2, 3], y)
-    spec_a, spec_b = {"method": "a", "protocol": "p", "view": "image"}, {"method": "b", "protocol": "p", "view": "image"}
+    spec_a = {"method": "a", "protocol": "p", "view": "image"}
+    spec_b = {**spec_a, "method": "b"}
     a["test_items"], b["test_items"] = {"image": [5, 6, 7, 8]}, {"image": [5, 6, 7, 8]}
     by_a, by_b = items.correct_by_seed([a], spec_a), items.correct_by_seed([b], spec_b)
     assert by_a.ids == {0: (5, 6, 7, 8)} and items.paired_items(by_a, by_b, n_boot=50)["seeds"] == 1
@@ -105,9 +107,24 @@ def test_paired_items_tests_right_wrong_maps_and_bootstraps_changes():
     assert r["seed_list"] == [0, 1] and r["mean_diff"] == pytest.approx(0.2) and (r["a_only"], r["b_only"]) == (4, 0)
     change = {s: v.astype(float) - 1 for s, v in right.items()}            # not right/wrong: no McNemar
     r = items.paired_items(change, {s: np.zeros(10) for s in (0, 1)}, n_boot=200)
-    assert "mcnemar_max_p" not in r and r["mean_diff"] == pytest.approx(-0.3)
+    assert "mcnemar_p" not in r and r["mean_diff"] == pytest.approx(-0.3)
     with pytest.raises(StudyError, match="no seed"):
         items.paired_items(right, {5: np.ones(10, bool)})
+
+
+def test_mcnemar_over_seeds_asks_for_one_direction_in_every_seed():
+    """8 items one way in each of two seeds: twice the one-sided p, 2 * 0.5**8, as one seed's two-sided test. Two
+    seeds that differ as strongly in opposite directions: no evidence of a difference in one direction."""
+    def counts(a_only, b_only):
+        return {"a_only": a_only, "b_only": b_only, "p_value": None}
+    assert items.same_direction_p([counts(8, 0), counts(8, 0)]) == pytest.approx(2 * 0.5 ** 8)
+    assert items.same_direction_p([counts(0, 8), counts(1, 9)]) == pytest.approx(2 * 10 * 0.5 ** 10 + 2 * 0.5 ** 10)
+    assert items.same_direction_p([counts(8, 0), counts(0, 8)]) == 1.0
+    assert items.same_direction_p([counts(0, 0)]) == 1.0
+    some, none = np.array([True] * 8 + [False] * 2), np.zeros(10, bool)
+    a, b = {0: some, 1: none}, {0: none, 1: some}
+    r = items.paired_items(a, b, n_boot=100)
+    assert r["mcnemar_p"] == 1.0 and max(ev.mcnemar(a[s], b[s])["p_value"] for s in (0, 1)) < 0.01
 
 
 def test_drop_by_seed_and_item_summary_of_drops():

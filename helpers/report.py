@@ -684,20 +684,24 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
             "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
             "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The "
             "targets are for the methods, never for the comparisons.", "",
-            _md_table(pd.DataFrame(out), index=False), "", *_recipe_lines(rows)]
+            _md_table(pd.DataFrame(out), index=False), "", *_recipe_lines(rows, records)]
 
 
-def _recipe_lines(rows: pd.DataFrame) -> list[str]:
+def _recipe_lines(rows: pd.DataFrame, records=()) -> list[str]:
     """What the scored runs tried: each notebook's parameters but the settings and the grid axes (the recipe:
-    budget, inputs, augmentation, architecture), with every value the scored runs used."""
+    budget, inputs, augmentation, architecture), with every value the scored runs used; a parameter none of their
+    records has (the notebook took it only later) is left out."""
+    by_dir = {str(r.get("run_dir")): r.get("params") or {} for r in records}
     lines = []
     for notebook, group in rows.groupby("notebook", sort=True):
         try:
             params = {n: schema.param(notebook, n) for n in schema.names(notebook)}
         except StudyError:    # a notebook the schema no longer knows: nothing to say what its parameters mean
             continue
+        recorded = [by_dir[d] for d in group.get("run_dir", pd.Series(dtype=object)).unique() if d in by_dir]
         shown = [f"{n}={_param_values(group[n], p.type is int)}" for n, p in params.items()
-                 if p.kind != schema.SETTING and n not in AXES and n in group]
+                 if p.kind != schema.SETTING and n not in AXES and n in group
+                 and (not recorded or any(n in r for r in recorded))]
         lines.append(f"- {notebook}: " + ", ".join(shown))
     return ["What the scored runs used (every parameter but the settings and the grid axes):", "", *lines, ""] \
         if lines else []

@@ -381,3 +381,14 @@ def test_reproduction_checks_are_reported(tmp_path):
     assert "| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 |" in section
     assert "(CPU model, torch threads: records): not recorded, not recorded: 13." in text
     assert "not reproducible here | – |" in section
+
+
+def test_recipe_lines_leave_out_what_the_scored_records_never_had():
+    """A parameter the notebook took only later (absent from every scored record) is not listed as used."""
+    rows = pd.DataFrame({"notebook": ["03_contrastive"] * 2, "run_dir": ["a", "b"], "epochs": [40, 40],
+                         "mix": [None, None], "finetune_epochs": [0, 0]})
+    recs = [{"run_dir": d, "params": {"epochs": 40, "finetune_epochs": 0}} for d in ("a", "b")]
+    line = report._recipe_lines(rows, recs)[2]
+    assert line.startswith("- 03_contrastive: ") and "epochs=40" in line and "finetune_epochs=0" in line
+    assert "mix=" not in line
+    assert "mix=" in report._recipe_lines(rows)[2]     # without the records: every column the rows have

@@ -309,8 +309,8 @@ def mix_by_modality(value) -> dict[str, str]:
         return dict.fromkeys(MIX_MODALITIES, value)
     out = dict.fromkeys(MIX_MODALITIES, "none")
     for item in value.split(","):
-        modality, _, kind = item.strip().partition(":")
-        if modality not in MIX_MODALITIES or kind not in MIXES or not _:
+        modality, colon, kind = item.strip().partition(":")
+        if not colon or modality not in MIX_MODALITIES or kind not in MIXES:
             raise StudyError(f"parameter mix={value!r} must be one of {list(MIXES)} for every model, or per "
                              f"modality as <modality>:<kind> comma-separated, modality in {list(MIX_MODALITIES)}, "
                              f"kind in {list(MIXES)} (e.g. 'image:mixup,audio:cutmix')")

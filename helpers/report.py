@@ -167,6 +167,15 @@ def _reproduction_section(path: Path) -> list[str]:
             _md_table(pd.DataFrame(rows), index=False), ""]
 
 
+def _code_now_sentence(versions) -> str:
+    """" The code is now `X`: ..." when no record was made by the code of this checkout, else ""."""
+    now = rec.code_version()
+    if not versions or now in versions:
+        return ""
+    return (f" The code is now `{now}`: every number here was computed by the code version(s) above, not by "
+            "this checkout's; `make study` re-runs the points.")
+
+
 def _machines_sentence(records) -> str:
     """Which CPU models and torch thread counts made the records (older records do not say)."""
     made = Counter((str((r.get("environment") or {}).get("cpu_model") or "not recorded"),
@@ -230,7 +239,8 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
                                                 for n in counts.index]}), index=False),
               f"Code versions among the records: {', '.join(f'`{v}`' for v in versions) or 'unknown'}"
               + (" — results from different code versions are mixed; re-run stale points with "
-                 "`python -m helpers sweep`." if len(versions) > 1 else "."), _machines_sentence(records), ""]
+                 "`python -m helpers sweep`." if len(versions) > 1 else ".") + _code_now_sentence(versions),
+              _machines_sentence(records), ""]
     d, notes = main_settings(df)
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     # translation rows (judges, fill-missing, retrieval of translations) are not classifiers of the modality
@@ -262,7 +272,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     how = ("[95% bootstrap interval over seeds and test items; (t): t interval over seeds]" if not boot.empty
            else "[95% t interval over seeds]")
     blocks["results"] = [f"Test-split accuracy ({where}), every method and protocol: mean over seeds, {how}, "
-                         f"(number of seeds); code version(s) {', '.join(versions)}.", "",
+                         f"(number of seeds); code version(s) {', '.join(versions)}.{_code_now_sentence(versions)}", "",
                          _md_table(ci_table(s, ["method", "protocol"], ["view"])), "Headline findings:", "", *findings]
     external = _external_section(d, records, cond, where)
     lines += external
@@ -802,7 +812,8 @@ def _finetune_section(records) -> list[str]:
             "initialisation "
             "(and the pre-training's use of the labels to pair clips with images). Mean over seeds [95% bootstrap "
             "over seeds and test items] (seeds); the difference is paired item by item on the seeds both have, "
-            f"McNemar per seed, the same direction in every seed, Holm over the {sum(p is not None for p in p_values)} comparisons.", "",
+            "McNemar per seed, the same direction in every seed, Holm over the "
+            f"{sum(p is not None for p in p_values)} comparisons.", "",
             _md_table(pd.DataFrame(out), index=False), ""]
 
 

@@ -380,6 +380,8 @@ def test_reproduction_checks_are_reported(tmp_path):
     section = text[text.index("## Reproduction"):].split("\n## ")[0]
     assert "| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 |" in section
     assert "(CPU model, torch threads: records): not recorded, not recorded: 13." in text
+    # the fake records' code is not this checkout's: the report says the numbers are not this code's
+    assert f"The code is now `{records.code_version()}`: every number here was computed by" in text
     assert "not reproducible here | – |" in section
 
 

@@ -313,7 +313,8 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
     history = fit(model, step, len(train_idx), num_epochs=p["epochs"] if num_epochs is None else num_epochs,
                   lr=p["lr"] if lr is None else lr,
                   batch_size=p["batch_size"], generator=study.generator, val_score=val_score,
-                  patience=p["patience"], progress=p["progress"], desc=desc or f"{kind} supervised")
+                  patience=p["patience"],
+                  decay_epochs=p["decay_epochs"], progress=p["progress"], desc=desc or f"{kind} supervised")
     return model, history
 
 

@@ -85,7 +85,8 @@ def run_image_bound(params: dict | None = None, run_dir: Path | None = None) -> 
     t0 = time.perf_counter()
     history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator, val_score=val_score if len(va) else None,
-                  on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],
+                  on_epoch_start=pairs.start_epoch, patience=p["patience"],
+                  decay_epochs=p["decay_epochs"], progress=p["progress"],
                   desc=f"{METHOD} training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
 

@@ -202,7 +202,8 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
     t0 = time.perf_counter()
     history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
-                  on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],
+                  on_epoch_start=pairs.start_epoch, patience=p["patience"],
+                  decay_epochs=p["decay_epochs"], progress=p["progress"],
                   desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
@@ -398,7 +399,8 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
     history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                   generator=study.generator,
                   val_score=lambda: -_val_recon_error(model, study, X_val, T_val, val_pos, weights),
-                  on_epoch_start=pairs.start_epoch, patience=p["patience"], progress=p["progress"],
+                  on_epoch_start=pairs.start_epoch, patience=p["patience"],
+                  decay_epochs=p["decay_epochs"], progress=p["progress"],
                   desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()

@@ -62,14 +62,33 @@ class History:
                 "seconds": round(self.seconds, 3), "samples_per_second": round(self.samples_per_second, 1)}
 
 
-def _warmup_cosine(optimizer, total_steps: int):
-    warmup = max(1, int(WARMUP_SHARE * total_steps))
+class _Schedule:
+    """Learning-rate factor per optimizer step: a linear warm-up over WARMUP_SHARE of the budget, then either a
+    cosine to 0 over the rest of the budget (decay_epochs=0), or a constant rate until `decay()` is called and a
+    cosine to 0 over the next `decay_steps` steps (warm-up, stable, decay: the decay starts when validation stops
+    improving, so a run that stops early still ends at a small learning rate instead of at its peak)."""
 
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def __init__(self, total_steps: int, decay_steps: int = 0):
+        self.total, self.decay_steps = total_steps, decay_steps
+        self.warmup = max(1, int(WARMUP_SHARE * total_steps))
+        self.decay_start: int | None = None   # the step the decay began at (decay_steps > 0)
+
+    def decay(self, step: int) -> None:
+        if self.decay_start is None:
+            self.decay_start = step
+
+    def decayed(self, step: int) -> bool:
+        """The decay has run its course: nothing is left to learn at this rate."""
+        return self.decay_start is not None and step - self.decay_start >= self.decay_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if not self.decay_steps:
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))))
+        if self.decay_start is None:
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.decay_start) / self.decay_steps)))
 
 
 def _epoch_order(n: int, length: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -97,8 +116,11 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         batch_size: int = 64, weight_decay: float = 1e-4, generator: torch.Generator,
         val_score: Callable[[], float] | None = None, params: list | None = None,
         on_epoch_start: Callable[[int], None] | None = None, patience: int = 0,
-        min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH, progress: bool = True, desc: str = "training") -> History:
-    """Train `model` for at most num_epochs with AdamW, a linear warm-up and a cosine schedule over that budget.
+        min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH, decay_epochs: int = 0, progress: bool = True,
+        desc: str = "training") -> History:
+    """Train `model` for at most num_epochs with AdamW and a linear warm-up, then (decay_epochs=0) a cosine to 0
+    over that budget, or (decay_epochs > 0) a constant rate until validation stops improving and a cosine to 0
+    over the next decay_epochs epochs (see _Schedule).
 
     An epoch is one pass over the num_examples items, or min_steps_per_epoch batches cut from successive
     passes when one pass is fewer steps than min_steps_per_epoch (a batch at a pass boundary may hold an item twice).
@@ -109,7 +131,10 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     evaluated after each epoch on the validation part; the weights of the best epoch are restored, so
     the epoch count is chosen on validation, never on test. With patience > 0 training stops once
     validation has not improved for `patience` epochs (the same rule at every training fraction); a run
-    whose budget ends within `patience` epochs of its best is flagged `still_improving`.
+    whose budget ends within `patience` epochs of its best is flagged `still_improving`. With decay_epochs > 0
+    that plateau starts the decay instead, and training stops once the decay is over; the decay also starts
+    when only decay_epochs of the budget are left, and a run whose decay the budget started, not a plateau, is
+    flagged `still_improving`.
     """
     from tqdm.auto import tqdm
 
@@ -122,11 +147,22 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     batch_size = min(batch_size, num_examples)
     passes_batches = num_examples // batch_size  # drop the ragged last batch: BatchNorm needs > 1 item
     num_batches = max(passes_batches, min_steps_per_epoch, 1)
-    scheduler = _warmup_cosine(optimizer, num_epochs * num_batches)
+    decay_epochs = min(decay_epochs, num_epochs)
+    schedule = _Schedule(num_epochs * num_batches, decay_epochs * num_batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    plateaued = False   # the decay (decay_epochs > 0) was started by validation, not by the budget
     history, best_state, best = History(budget_steps=num_epochs * num_batches), None, -float("inf")
     start = time.perf_counter()
     bar = tqdm(range(num_epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
+        if decay_epochs:
+            if schedule.decayed(history.steps):
+                break
+            if patience and val_score is not None and history.val_score and epoch - history.best_epoch >= patience:
+                plateaued = plateaued or schedule.decay_start is None
+                schedule.decay(history.steps)
+            if epoch >= num_epochs - decay_epochs:
+                schedule.decay(history.steps)
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         model.train()
@@ -154,7 +190,7 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
                 best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
                         **({"val": f"{history.val_score[-1]:.3f}"} if history.val_score else {}))
-        if patience and val_score is not None and epoch - history.best_epoch >= patience:
+        if not decay_epochs and patience and val_score is not None and epoch - history.best_epoch >= patience:
             history.stopped_early = epoch < num_epochs - 1
             break
     if best_state is not None:
@@ -162,8 +198,12 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     else:
         history.best_epoch, history.best_step = len(history.train_loss) - 1, history.steps
     epochs_run = len(history.train_loss)
-    history.still_improving = (None if val_score is None else
-                               not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1))
+    if decay_epochs and patience:
+        history.stopped_early = plateaued
+        history.still_improving = None if val_score is None else not plateaued
+    else:
+        history.still_improving = (None if val_score is None else
+                                   not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1))
     model.eval()
     history.seconds = time.perf_counter() - start
     history.samples_per_second = history.steps * batch_size / max(history.seconds, 1e-9)

@@ -273,7 +273,8 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
                   lr=p["lr"], batch_size=p["batch_size"], generator=study.generator,
                   params=[q for q in model.parameters() if q.requires_grad],
                   val_score=val_score if len(a_val) else None, on_epoch_start=pairs.start_epoch,
-                  patience=p["patience"], progress=p["progress"], desc=f"translator {direction}")
+                  patience=p["patience"],
+                  decay_epochs=p["decay_epochs"], progress=p["progress"], desc=f"translator {direction}")
     return model, history
 
 

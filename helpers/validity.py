@@ -18,7 +18,8 @@ MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_cro
                   "audio_augment": False}
 # Training recipes and the study's choice of each (notebook 02's stored values, helpers.schema); params/recipes_02.yaml
 # departs from one at a time.
-RECIPES = {name: schema.param("02_baselines", name).default for name in ("mix", "spec_augment", "image_size")}
+RECIPES = {name: schema.param("02_baselines", name).default for name in ("mix", "spec_augment", "image_size",
+                                                                     "decay_epochs")}
 # The audio counterfactual test sets: the names of helpers.shortcuts.AUDIO_COUNTERFACTUALS, repeated here
 # because shortcuts imports torch (a test checks they agree).
 AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",

@@ -213,6 +213,41 @@ def test_the_learning_rate_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(rates[7:], rates[8:])) and rates[-1] < 1e-3
 
 
+def _rates(**kw):
+    """The learning rate of every optimizer step of one _fit, and its history."""
+    rates = []
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"]))
+    try:
+        h = _fit(**kw)
+    finally:
+        handle.remove()
+    return rates, h
+
+
+def test_a_plateau_starts_the_decay_and_training_stops_when_it_is_over():
+    """decay_epochs > 0: the rate holds its peak until validation stalls for `patience` epochs, then falls to 0
+    over decay_epochs epochs; the best epoch is still the one kept, and the run counts as converged."""
+    model, step = _problem(16)   # 4 batches an epoch
+    val, calls = _scripted([0.1, 0.5, 0.4, 0.3, 0.2, 0.9, 0.3, 0.3, 0.3, 0.3], model)   # plateau after epoch 1
+    rates, h = _rates(model=model, step=step, n=16, num_epochs=10, lr=0.1, patience=3, decay_epochs=2,
+                      val_score=val)
+    # warm-up 2 steps (5% of 40), the peak until the end of epoch 4 (3 epochs after the best), 2 epochs of decay
+    assert len(h.train_loss) == 6 and h.steps == 24 and h.budget_steps == 40
+    assert rates[1] == pytest.approx(0.1) and all(r == pytest.approx(0.1) for r in rates[1:16])
+    assert all(a > b for a, b in zip(rates[16:], rates[17:])) and rates[-1] < 0.01
+    assert h.best_epoch == 5 and h.stopped_early and not h.still_improving   # the decay's gain is kept
+    assert all(torch.equal(model.state_dict()[k], calls[5][k]) for k in calls[5])
+
+
+def test_without_a_plateau_the_budget_starts_the_decay_and_the_run_is_flagged():
+    model, step = _problem(16)
+    val, _ = _scripted([0.1 * i for i in range(1, 7)], model)   # improves every epoch
+    rates, h = _rates(model=model, step=step, n=16, num_epochs=6, lr=0.1, patience=3, decay_epochs=2,
+                      val_score=val)
+    assert h.steps == h.budget_steps == 24 and rates[15] == pytest.approx(0.1) and rates[-1] < 0.01
+    assert not h.stopped_early and h.still_improving
+
+
 def test_balanced_pairs_use_every_training_clip_and_image_each_epoch(synthetic_study):
     """The image branch sees the images' class mix, not the clips': every training image is in every epoch."""
     from helpers.splits import balanced_pairs

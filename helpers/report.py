@@ -834,7 +834,11 @@ def _convergence_section(records) -> list[str]:
              "(`epochs`) ends; the best validation epoch is kept. `still_improving`: runs whose budget ended within "
              "`patience` epochs of their best, i.e. not converged by that rule. Both count epochs, and an epoch is "
              f"one pass or {MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more, so a smaller training fraction "
-             "gets as many steps (`median_steps`); records of older code counted passes only.", "",
+             "gets as many steps (`median_steps`); records of older code counted passes only. With "
+             "`decay_epochs` > 0 (a recipe: params/recipes_02.yaml) the plateau starts a decay of the learning rate "
+             "to 0 over that many epochs instead, and `still_improving` counts the runs whose decay the budget "
+             "started. `lr_at_best`: the learning rate of the kept epoch's last step as a share of its peak (median "
+             "over runs): near 1, the model kept was trained at full rate to the end, its rate never annealed.", "",
              _md_table(c, index=False), ""]
     total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
     lines += [f"**{bad} of {total} trained models ran out of budget still improving**"

@@ -479,27 +479,46 @@ def temperature_table(records) -> pd.DataFrame:
     return df.groupby("method").agg(runs=("kept", "size"), initial=("initial", "mean"), kept=("kept", "mean")).reset_index()
 
 
+def _rate_at_kept_step(h: dict, num_epochs, decay_epochs) -> float:
+    """The learning rate of the kept epoch's last step, as a share of the peak, under the schedule the run
+    trained with (helpers.training._Schedule): near 1, the run was kept before its rate fell. A decay always runs
+    its course (the run stops when it is over, or it ends with the budget), so it began decay_steps before the end."""
+    from .training import _Schedule   # torch: imported only where a report has training histories
+
+    budget, steps, kept = h.get("budget_steps"), h.get("steps"), h.get("best_step")
+    if not (budget and steps and kept and num_epochs):
+        return float("nan")
+    decay_steps = min(int(decay_epochs or 0), int(num_epochs)) * budget // int(num_epochs)
+    schedule = _Schedule(budget, decay_steps)
+    if decay_steps:
+        schedule.decay(steps - decay_steps)
+    return schedule(kept - 1)
+
+
 def convergence_table(records) -> pd.DataFrame:
     """Per notebook, trained model and training fraction: runs, steps taken and kept (medians), how many stopped
-    by the patience rule, and how many ended their budget still improving on validation (not converged by the
-    rule). The fraction is shown because patience and budget count epochs: an epoch is at least
-    MIN_STEPS_PER_EPOCH steps, but older records counted passes, which a smaller training set makes in fewer steps."""
+    by the patience rule, how many ended their budget still improving on validation (not converged by the
+    rule), and the median learning rate at the kept step as a share of its peak. The fraction is shown because
+    patience and budget count epochs: an epoch is at least MIN_STEPS_PER_EPOCH steps, but older records counted
+    passes, which a smaller training set makes in fewer steps."""
     rows = []
     for record in records:
-        fraction = (record.get("params") or {}).get("fraction")
-        for key in ("history", "finetune_history"):
+        params = record.get("params") or {}
+        for key, epochs in (("history", params.get("epochs")), ("finetune_history", params.get("finetune_epochs"))):
             for path, h in _training_histories(record.get(key) or {}):
-                rows.append({"notebook": record.get("notebook"), "model": "/".join((key,) + path), "fraction": fraction,
-                             "steps": h.get("steps"), "best_step": h.get("best_step"),
+                rows.append({"notebook": record.get("notebook"), "model": "/".join((key,) + path),
+                             "fraction": params.get("fraction"), "steps": h.get("steps"), "best_step": h.get("best_step"),
                              "stopped_early": bool(h.get("stopped_early")),
-                             "still_improving": bool(h.get("still_improving"))})
+                             "still_improving": bool(h.get("still_improving")),
+                             "lr_at_best": _rate_at_kept_step(h, epochs, params.get("decay_epochs"))})
     if not rows:
         return pd.DataFrame(columns=["notebook", "model", "fraction", "runs", "median_steps", "median_best_step",
-                                     "stopped_early", "still_improving"])
+                                     "stopped_early", "still_improving", "lr_at_best"])
     df = pd.DataFrame(rows)
     return (df.groupby(["notebook", "model", "fraction"], sort=True, dropna=False)
               .agg(runs=("steps", "size"), median_steps=("steps", "median"), median_best_step=("best_step", "median"),
-                   stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"))
+                   stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"),
+                   lr_at_best=("lr_at_best", "median"))
               .reset_index())
 
 

@@ -141,16 +141,20 @@ def grid_files() -> list[Path]:
     return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
 
 
-def grid_run_dirs(results_dir=None, profile: str = "full") -> dict[str, set[str]]:
-    """Grid file name -> the run folders of its `profile` points under results_dir (grids that do not load: none)."""
-    results_dir, out = Path(results_dir or RESULTS_DIR), {}
+def grid_points(results_dir, profile: str = "full"):
+    """(grid file name, its notebook, [(point, its run folder under results_dir)]) for every grid that loads."""
     for grid in grid_files():
         try:
-            notebook, grid_points = load_grid(grid, profile)
+            notebook, points = load_grid(grid, profile)
         except StudyError:
             continue
-        out[grid.name] = {str(records.default_run_dir(notebook.stem, p, results_dir)) for p in grid_points}
-    return out
+        yield grid.name, notebook, [(p, records.default_run_dir(notebook.stem, p, results_dir)) for p in points]
+
+
+def grid_run_dirs(results_dir=None, profile: str = "full") -> dict[str, set[str]]:
+    """Grid file name -> the run folders of its `profile` points under results_dir (grids that do not load: none)."""
+    return {name: {str(d) for _, d in points}
+            for name, _, points in grid_points(Path(results_dir or RESULTS_DIR), profile)}
 
 
 def points_at_once(measured: dict) -> float | None:
@@ -167,14 +171,9 @@ def measured_study(results_dir=None, profile: str = "full") -> dict:
     grids do not count), compute_s the sum of their durations."""
     results_dir, version = Path(results_dir or RESULTS_DIR), records.code_version()
     points, per_grid, sources = {}, {}, Counter()
-    for grid in grid_files():
-        try:
-            notebook, grid_points = load_grid(grid, profile)
-        except StudyError:
-            continue
-        per_grid[grid.name] = {"points": len(grid_points), "found": 0}
-        for point in grid_points:
-            run_dir = records.default_run_dir(notebook.stem, point, results_dir)
+    for name, notebook, grid in grid_points(results_dir, profile):
+        per_grid[name] = {"points": len(grid), "found": 0}
+        for point, run_dir in grid:
             if str(run_dir) not in points:
                 if not records.record_is_complete(run_dir, point, version):  # missing, failed, or by other code
                     continue
@@ -183,7 +182,7 @@ def measured_study(results_dir=None, profile: str = "full") -> dict:
                     continue
                 points[str(run_dir)], source = interval[:2], interval[2]
                 sources[source] += 1
-            per_grid[grid.name]["found"] += 1
+            per_grid[name]["found"] += 1
     if not points:
         return {"available": False, "reason": f"no executed {profile}-profile points under {results_dir / 'runs'}"}
     wall, end = 0.0, None

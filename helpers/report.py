@@ -32,7 +32,7 @@ from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_t
                      temperature_table)
 from .tables import md_table as _md_table
 from .validity import (MITIGATIONS, RECIPES, at_defaults, audit_tables, counterfactual_drops, external_drops,
-                      mitigation_variants, recipe_variants, variant_tables)
+                      mitigation_variants, recipe_variants, variant_order, variant_tables)
 
 FIGURE_PREFIXES = ("accuracy_vs_", "macro_f1_vs_", "counterfactual_drops", "headline")
 # Grids whose runs serve their own section only: the recipes grid draws seeds of its own (its defaults run beside
@@ -735,9 +735,7 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
     d = d[d["seed"].isin(seeds)]
     if d.empty or d["variant"].nunique() < 2:
         return []
-    singles = [f"{k}=" for k in RECIPES]
-    order = sorted(set(d["variant"]), key=lambda v: (v != "defaults", next(
-        (i for i, k in enumerate(singles) if v.startswith(k)), len(singles)), v))
+    order = variant_order(d["variant"], RECIPES)
     tables = variant_tables(d, records, order=order)
     rows = primary_protocols(d[(d["test_set"] == "test") & d["val_accuracy"].notna()])
     val = summarise(rows, by=["method", "protocol", "view", "variant"], metric="val_accuracy")

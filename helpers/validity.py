@@ -147,9 +147,12 @@ def recipe_variants(df: pd.DataFrame) -> pd.DataFrame:
     return factor_variants(df, RECIPES)
 
 
-def _variant_order(variants) -> list[str]:
-    singles = [f"{k}={v}" for k, v in MITIGATION_OFF.items() if v != MITIGATIONS[k]] + ["audio_augment=True"]
-    return sorted(set(variants), key=lambda v: (v != "defaults", v == "none", singles.index(v) if v in singles else 99, v))
+def variant_order(variants, factors=tuple(MITIGATIONS)) -> list[str]:
+    """Variant labels in reading order: "defaults" first, then one factor at a time in the order of `factors`
+    (parameter names), then the rest ("none": every mitigation off) by name."""
+    def rank(v):
+        return next((i for i, k in enumerate(factors) if v.startswith(f"{k}=")), len(factors))
+    return sorted(set(variants), key=lambda v: (v != "defaults", rank(v), v))
 
 
 def variant_tables(d: pd.DataFrame, records=None, order=None) -> dict:
@@ -162,7 +165,7 @@ def variant_tables(d: pd.DataFrame, records=None, order=None) -> dict:
     over seeds and paired t-tests (compare_methods rows)."""
     d = primary_protocols(d[d["accuracy"].notna()])
     test = d[d["test_set"] == "test"]
-    order = list(order or _variant_order(d["variant"]))
+    order = list(order or variant_order(d["variant"]))
     drops_runs = counterfactual_drops(d)
     # a counterfactual of one modality says nothing about a model of the other
     audio_set = drops_runs["test_set"].isin(AUDIO_TEST_SETS)

@@ -271,3 +271,11 @@ def test_audit_tables_summarise_one_audit_per_seed(results):
     rf = full[(full["modality"] == "audio") & (full["classifier"] == "random_forest")].iloc[0]
     assert rf["n"] == 3 and rf["mean"] == pytest.approx(0.41)   # seeds 0-2 at the largest fraction only
     assert set(single["feature"]) == {"duration", "majority"}
+
+
+def test_variants_read_defaults_first_then_one_factor_at_a_time_in_the_factors_order():
+    from helpers.validity import RECIPES, variant_order
+    assert (variant_order(["none", "augment=False", "defaults", "sample_rate=16000", "augment=False"])
+            == ["defaults", "sample_rate=16000", "augment=False", "none"])
+    assert (variant_order(["decay_epochs=5", "image_size=96", "defaults", "mix=mixup"], RECIPES)
+            == ["defaults", "mix=mixup", "image_size=96", "decay_epochs=5"])

@@ -479,16 +479,19 @@ def temperature_table(records) -> pd.DataFrame:
     return df.groupby("method").agg(runs=("kept", "size"), initial=("initial", "mean"), kept=("kept", "mean")).reset_index()
 
 
-def _rate_at_kept_step(h: dict, num_epochs, decay_epochs) -> float:
+def _rate_at_kept_step(h: dict, decay_epochs) -> float:
     """The learning rate of the kept epoch's last step, as a share of the peak, under the schedule the run
-    trained with (helpers.training._Schedule): near 1, the run was kept before its rate fell. A decay always runs
-    its course (the run stops when it is over, or it ends with the budget), so it began decay_steps before the end."""
+    trained with (helpers.training._Schedule): near 1, the run was kept before its rate fell. Every epoch is the
+    same number of steps, so the history gives it; a decay always runs its course (the run stops when it is over,
+    or it ends with the budget), so it began decay_steps before the end."""
     from .training import _Schedule   # torch: imported only where a report has training histories
 
     budget, steps, kept = h.get("budget_steps"), h.get("steps"), h.get("best_step")
-    if not (budget and steps and kept and num_epochs):
+    epochs = len(h.get("train_loss") or [])
+    if not (budget and steps and kept and epochs):
         return float("nan")
-    decay_steps = min(int(decay_epochs or 0), int(num_epochs)) * budget // int(num_epochs)
+    per_epoch = steps // epochs
+    decay_steps = min(int(decay_epochs or 0) * per_epoch, budget)
     schedule = _Schedule(budget, decay_steps)
     if decay_steps:
         schedule.decay(steps - decay_steps)
@@ -504,13 +507,13 @@ def convergence_table(records) -> pd.DataFrame:
     rows = []
     for record in records:
         params = record.get("params") or {}
-        for key, epochs in (("history", params.get("epochs")), ("finetune_history", params.get("finetune_epochs"))):
+        for key in ("history", "finetune_history"):
             for path, h in _training_histories(record.get(key) or {}):
                 rows.append({"notebook": record.get("notebook"), "model": "/".join((key,) + path),
                              "fraction": params.get("fraction"), "steps": h.get("steps"), "best_step": h.get("best_step"),
                              "stopped_early": bool(h.get("stopped_early")),
                              "still_improving": bool(h.get("still_improving")),
-                             "lr_at_best": _rate_at_kept_step(h, epochs, params.get("decay_epochs"))})
+                             "lr_at_best": _rate_at_kept_step(h, params.get("decay_epochs"))})
     if not rows:
         return pd.DataFrame(columns=["notebook", "model", "fraction", "runs", "median_steps", "median_best_step",
                                      "stopped_early", "still_improving", "lr_at_best"])

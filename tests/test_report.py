@@ -268,10 +268,10 @@ def test_the_learning_rate_at_the_kept_step_follows_the_schedule_the_run_trained
     whose decay ran its course kept one trained at a low rate."""
     cosine = {"params": {"epochs": 40, "fraction": 0.8}, "notebook": "02_baselines",
               "history": {"image": {"best_epoch": 3, "steps": 90, "best_step": 40, "budget_steps": 400,
-                                    "still_improving": False}}}
+                                    "train_loss": [1.0] * 9, "still_improving": False}}}
     decayed = {"params": {"epochs": 40, "decay_epochs": 5, "fraction": 0.8}, "notebook": "02_baselines",
                "history": {"image": {"best_epoch": 13, "steps": 140, "best_step": 140, "budget_steps": 400,
-                                     "still_improving": False}}}
+                                     "train_loss": [1.0] * 14, "still_improving": False}}}
     rates = [tables.convergence_table([r])["lr_at_best"].item() for r in (cosine, decayed)]
     assert 0.95 < rates[0] < 1 and rates[1] < 0.01   # step 39 of a 400-step cosine; the decay's last step
 

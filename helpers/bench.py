@@ -44,6 +44,8 @@ CASES = (tuple((kind, "supervised") for kind in ENCODERS)
          + tuple((kind, objective) for kind in ("audio_wave", "audio_mel") for objective in PAIR_OBJECTIVES))
 PIPELINE_ENCODER = "audio_mel"
 PIPELINE_FRACTION = 0.8
+# the parameters of the training budget and the plateau rule that the pipelines bench takes from the full study
+STOPPING_RULE = ("epochs", "patience", "val_window", "decay_epochs")
 # points of a grid run at once in the quick-profile section, as `make study PROFILE=quick` runs them (the
 # Makefile's JOBS for that profile): one, with both cores in its kernel. Two at once (one core each) were slower
 # there: the quick profile starts from a cold cache, which both kernels would fill with the same ImageNet features
@@ -61,7 +63,7 @@ TARGETS = (
     ("image_step_peak_fraction", "image-encoder supervised step, share of matmul peak", ">=", 0.5, "",
      ("throughput", "cases", "image", "supervised", "peak_fraction")),
     # the reason for the decoded-tensor cache: decoding every file every epoch should cost several times more,
-    # measured on the training the full study does (its epochs and patience), not on a few epochs
+    # measured on the training the full study does (its budget and plateau rule), not on a few epochs
     ("pipeline_speedup", "project pipeline vs plain pipeline (x faster)", ">=", 3.0, "x", ("pipeline", "speedup")),
     # a notebook-03 run at its defaults (pre-training and evaluation) should stay interactive: half a minute
     ("pretraining_run", "one contrastive pre-training run (fraction 0.8)", "<", 30.0, "s",
@@ -452,22 +454,22 @@ def plain_training(files, labels, *, num_classes: int, steps: int, batch_size: i
 
 
 def full_budget(grid: str = "scaling_02.yaml") -> dict:
-    """The training budget of the full study's supervised models (epochs, patience), read from `grid`'s full
+    """The training budget and stopping rule of the full study's supervised models, read from `grid`'s full
     profile, so the pipelines compare the converged training the study does."""
     from .sweeps import load_grid
     _, points = load_grid(PARAMS_DIR / grid, "full")
-    return {k: points[0][k] for k in ("epochs", "patience")}
+    return {k: points[0][k] for k in STOPPING_RULE}
 
 
-def bench_pipelines(spec: str, *, epochs: int, patience: int, batch_size: int = 64, on_step=lambda: None) -> dict:
-    """The same supervised run (audio_mel, `epochs` at most, stopped by `patience`) through the project's pipeline
-    and through the plain one, which takes as many optimizer steps."""
+def bench_pipelines(spec: str, *, batch_size: int = 64, on_step=lambda: None, **rule) -> dict:
+    """The same supervised run (audio_mel, trained by the STOPPING_RULE parameters `rule`) through the project's
+    pipeline and through the plain one, which takes as many optimizer steps."""
     from .data import _quiet_c_stderr
     from .experiments import _load, prepare_study, train_classifier
     _load.cache_clear()  # the project pipeline loads from the (warm) disk cache, not from memory
     t0 = time.perf_counter()
     # external_data off: the pipelines compared train the same model; evaluation is not timed here
-    study = prepare_study({"dataset": spec, "fraction": PIPELINE_FRACTION, "epochs": epochs, "patience": patience,
+    study = prepare_study({"dataset": spec, "fraction": PIPELINE_FRACTION, **rule,
                            "batch_size": batch_size, "progress": False, "external_data": ""})
     prepare_s = time.perf_counter() - t0
     _, history = train_classifier(study, PIPELINE_ENCODER)
@@ -482,7 +484,7 @@ def bench_pipelines(spec: str, *, epochs: int, patience: int, batch_size: int = 
                                embed_dim=p["embed_dim"], sample_rate=p["sample_rate"],
                                clip_seconds=p["clip_seconds"], device=study.device)
     on_step()
-    return {"encoder": PIPELINE_ENCODER, "fraction": PIPELINE_FRACTION, "epochs": epochs, "patience": patience,
+    return {"encoder": PIPELINE_ENCODER, "fraction": PIPELINE_FRACTION, **rule,
             "steps": history.steps, "batch_size": batch_size,
             "train_items": len(train_idx), "device": str(study.device),
             "project": {"seconds": _r(project_s), "prepare_s": _r(prepare_s), "train_s": _r(history.seconds),
@@ -630,7 +632,7 @@ def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: boo
                     kind, num_classes=spec_obj.num_classes, batch_size=batch_size, image_size=step_kw["image_size"],
                     clip_samples=step_kw["clip_samples"], sample_rate=sample_rate, steps=2 if quick else 5)
                 tick()
-            budget = {"epochs": 1, "patience": 0} if quick else full_budget()
+            budget = {"epochs": 1, "patience": 0, "decay_epochs": 0} if quick else full_budget()
             results["pipeline"] = bench_pipelines(spec, **(budget | ({} if epochs is None else {"epochs": epochs})),
                                                   batch_size=batch_size, on_step=stage("pipelines"))
             runs = results["runs"] = {

@@ -25,7 +25,7 @@ from .data import (EvaluationSet, Modality, PairedDataset, audio_windows, images
 from .models import IMAGENET_SIZE, Classifier, ImageNetFeatures, make_encoder, standardize
 from .splits import (Split, balanced_pairs, fixed_test_pairs, inject_label_noise, make_split, pair_by_class,
                      test_split)
-from .training import History, fit, mixed_batch, predict, resolve_device, seed_everything
+from .training import History, budget, fit, mixed_batch, predict, resolve_device, seed_everything
 
 MODALITIES = ("audio", "image")
 
@@ -310,11 +310,8 @@ def train_classifier(study: Study, kind: str, encoder: torch.nn.Module | None = 
         pred = predict(model, X_val, study.device).argmax(1).numpy()
         return ev.classification_metrics(y_val, pred, study.num_classes)["macro_f1"]
 
-    history = fit(model, step, len(train_idx), num_epochs=p["epochs"] if num_epochs is None else num_epochs,
-                  lr=p["lr"] if lr is None else lr,
-                  batch_size=p["batch_size"], generator=study.generator, val_score=val_score,
-                  patience=p["patience"],
-                  decay_epochs=p["decay_epochs"], progress=p["progress"], desc=desc or f"{kind} supervised")
+    history = fit(model, step, len(train_idx), **budget(p, num_epochs=num_epochs, lr=lr), generator=study.generator,
+                  val_score=val_score, desc=desc or f"{kind} supervised")
     return model, history
 
 

@@ -25,7 +25,7 @@ from . import evaluation as ev
 from .experiments import (EpochPairs, Study, _rows_from_probas, evaluate_embeddings, evaluate_probas,
                           imagenet_features, make_record, prepare_study, train_classifier, val_pairs)
 from .models import ImageNetFeatures, make_encoder
-from .training import fit, predict, seed_everything
+from .training import budget, fit, predict, seed_everything
 
 METHOD = "image_bound"
 
@@ -83,10 +83,8 @@ def run_image_bound(params: dict | None = None, run_dir: Path | None = None) -> 
         return float((z * T_val).sum(1).mean())
 
     t0 = time.perf_counter()
-    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
-                  generator=study.generator, val_score=val_score if len(va) else None,
-                  on_epoch_start=pairs.start_epoch, patience=p["patience"],
-                  decay_epochs=p["decay_epochs"], progress=p["progress"],
+    history = fit(model, step, pairs.num_pairs, **budget(p), generator=study.generator,
+                  val_score=val_score if len(va) else None, on_epoch_start=pairs.start_epoch,
                   desc=f"{METHOD} training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
 

@@ -40,7 +40,7 @@ from .experiments import (EpochPairs, Study, embed_all, evaluate_cross_modal, ev
 from .models import GaussianHead, ImageDecoder, LogMel, MelDecoder, make_encoder
 from .objectives import (LogitScale, info_nce, kl_standard_normal, product_of_experts, recon_mse,
                          reparameterize, small_loss_mask, supcon_cross_modal)
-from .training import fit, predict, seed_everything
+from .training import budget, fit, predict, seed_everything
 
 REMEDIES = ("none", "small_loss")
 SIMCLR_LOG_SCALE = math.log(1 / 0.1)  # SimCLR's temperature 0.1, fixed
@@ -200,11 +200,9 @@ def run_contrastive(params: dict | None = None, run_dir: Path | None = None) -> 
     y_a, y_i = study.labels("audio", "val"), study.labels("image", "val", noisy=False)  # as the pairs are formed
     initial_scale = float(model.logit_scale().detach().exp())   # is the temperature learned? recorded beside the end
     t0 = time.perf_counter()
-    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
-                  generator=study.generator, val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
-                  on_epoch_start=pairs.start_epoch, patience=p["patience"],
-                  decay_epochs=p["decay_epochs"], progress=p["progress"],
-                  desc=f"{method} pre-training")
+    history = fit(model, step, pairs.num_pairs, **budget(p), generator=study.generator,
+                  val_score=lambda: _contrastive_val_score(model, study, X_val, y_a, y_i),
+                  on_epoch_start=pairs.start_epoch, desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
     d = p["embed_dim"]
@@ -396,12 +394,9 @@ def run_generative(params: dict | None = None, run_dir: Path | None = None) -> t
         T_val = {m: predict(lambda x, m=m: model.target(m, x), X_val[m], dev) for m in X_val}
     val_pos = val_pairs(study, np.random.default_rng(50_000 + p["seed"]))
     t0 = time.perf_counter()
-    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
-                  generator=study.generator,
+    history = fit(model, step, pairs.num_pairs, **budget(p), generator=study.generator,
                   val_score=lambda: -_val_recon_error(model, study, X_val, T_val, val_pos, weights),
-                  on_epoch_start=pairs.start_epoch, patience=p["patience"],
-                  decay_epochs=p["decay_epochs"], progress=p["progress"],
-                  desc=f"{method} pre-training")
+                  on_epoch_start=pairs.start_epoch, desc=f"{method} pre-training")
     study.timings["pretrain_s"] = round(time.perf_counter() - t0, 2)
     model.eval()
     rows, details, finetuned, ft_history = _evaluate(

@@ -32,7 +32,7 @@ from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_t
                      temperature_table)
 from .tables import md_table as _md_table
 from .validity import (MITIGATIONS, RECIPES, at_defaults, audit_tables, counterfactual_drops, external_drops,
-                      mitigation_variants, recipe_variants, variant_order, variant_tables)
+                      mitigation_variants, recipe_variants, study_setting, variant_order, variant_tables)
 
 FIGURE_PREFIXES = ("accuracy_vs_", "macro_f1_vs_", "counterfactual_drops", "headline")
 # Grids whose runs serve their own section only: the recipes grid draws seeds of its own (its defaults run beside
@@ -133,6 +133,14 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
             "left_out": left_out}
 
 
+def _differing_models(items_differ: dict | None, most: int = 3) -> str:
+    """The method/protocol/view of every prediction row with an item predicted otherwise, or how many."""
+    models = sorted({key.rsplit("/", 1)[0] for key, n in (items_differ or {}).items() if n})
+    if not models:
+        return "none"
+    return ", ".join(f"`{m}`" for m in models) if len(models) <= most else f"{len(models)} models"
+
+
 def _reproduction_section(path: Path) -> list[str]:
     """The checks `python -m helpers reproduce --out` kept: committed points run again, compared row by row."""
     import json
@@ -153,17 +161,18 @@ def _reproduction_section(path: Path) -> list[str]:
                          "predictions identical": f"{e['prediction_rows_identical']} of {e['prediction_rows']}"
                          if ran else "–",
                          "largest accuracy difference": f"{e['max_accuracy_diff']:.3f}"
-                         if ran and e.get("max_accuracy_diff") is not None else "–"})
+                         if ran and e.get("max_accuracy_diff") is not None else "–",
+                         "predictions differ in": _differing_models(e.get("items_differ")) if ran else "–"})
     if not rows:
         return []
     return ["## Reproduction (`python -m helpers reproduce`)", "",
             "Committed points run again from a checkout into a scratch folder, one torch thread per kernel as the "
             "study, each new record compared with the committed one: result rows with the same accuracy, and "
             "prediction rows (one per model and test set) with every item's predicted class the same. Records "
-            "made before the CPU model was recorded do not say it (\"not recorded\"). On one machine a run "
-            "repeats (in the recipes' paired table, a recipe that cannot reach a model leaves every prediction of "
-            "it as it was); a difference here means another CPU model or thread count made the committed record: "
-            "its kernels round differently and training goes elsewhere, as with another seed.", "",
+            "made before the CPU model was recorded do not say it (\"not recorded\"). Where the CPU model or the "
+            "thread count differ, the kernels round differently and training goes elsewhere, as with another "
+            "seed; where both are the same, every row that differs is a run that does not repeat on one machine "
+            "(the rows the check names).", "",
             _md_table(pd.DataFrame(rows), index=False), ""]
 
 
@@ -735,7 +744,9 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
     d = d[d["seed"].isin(seeds)]
     if d.empty or d["variant"].nunique() < 2:
         return []
-    order = variant_order(d["variant"], RECIPES)
+    setting = study_setting(df)
+    recipes = {name: setting[name] for name in RECIPES}
+    order = variant_order(d["variant"], recipes)
     tables = variant_tables(d, records, order=order)
     rows = primary_protocols(d[(d["test_set"] == "test") & d["val_accuracy"].notna()])
     val = summarise(rows, by=["method", "protocol", "view", "variant"], metric="val_accuracy")
@@ -753,7 +764,7 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
     return ["## Training recipes, chosen on validation (notebook 02)", "",
             f"Each recipe of `params/recipes_02.yaml` alone against the defaults ({where}; seeds "
             + ", ".join(map(str, seeds)) + ", the ones every recipe has; the defaults: "
-            + ", ".join(f"{k}={v}" for k, v in RECIPES.items()) + "). A recipe is kept for a model only where its "
+            + ", ".join(f"{k}={v}" for k, v in recipes.items()) + "). A recipe is kept for a model only where its "
             "mean validation accuracy over the seeds beats the defaults'; the test split chooses nothing. Validation "
             "accuracy, mean over seeds [95% t interval over seeds] (seeds):", "", _md_table(wide), "",
             "Test accuracy of the same runs, mean over seeds [95% bootstrap interval over seeds and test items] "
@@ -773,7 +784,7 @@ def _finetune_section(records) -> list[str]:
     tuned = [r for r in tuned if r["params"]["fraction"] == fraction]
     scratch = [r for r in records if r.get("notebook") == "02_baselines" and not r["params"].get("noise")
                and r["params"].get("fraction") == fraction
-               and at_defaults(r["params"])]
+               and at_defaults(r["params"], study_setting([r.get("params") or {} for r in records]))]
     rows = pd.DataFrame([row for r in tuned for row in r.get("results") or []])
     # one network per view: the fused views of notebook 02 (late fusion) pick their audio half on validation
     rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test") & rows["view"].isin(["audio", "image"])]
@@ -828,14 +839,17 @@ def _convergence_section(records) -> list[str]:
         return []
     flagged = c[c["still_improving"] > 0]
     lines = ["## Convergence", "",
-             "Every model trains until validation has not improved for `patience` epochs, or until its budget "
-             "(`epochs`) ends; the best validation epoch is kept. `still_improving`: runs whose budget ended within "
-             "`patience` epochs of their best, i.e. not converged by that rule. Both count epochs, and an epoch is "
+             "Every model trains by one plateau rule: validation has plateaued once the mean of its last "
+             "`val_window` epochs (1 in records older than that parameter) has not beaten its best for `patience` "
+             "epochs; the best validation epoch is kept. With `decay_epochs` = 0 the plateau stops training, or the "
+             "budget (`epochs`) ends it, and `still_improving` counts the runs whose budget ended within `patience` "
+             "epochs of their best. With `decay_epochs` > 0 the plateau starts a cosine decay of the learning rate "
+             "to 0 over that many epochs (the decay also starts when only that many epochs of the budget are left), "
+             "training stops when it is over, and `still_improving` counts the runs whose decay the budget "
+             "started, not a plateau. Both count epochs, and an epoch is "
              f"one pass or {MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more, so a smaller training fraction "
-             "gets as many steps (`median_steps`); records of older code counted passes only. With "
-             "`decay_epochs` > 0 (a recipe: params/recipes_02.yaml) the plateau starts a decay of the learning rate "
-             "to 0 over that many epochs instead, and `still_improving` counts the runs whose decay the budget "
-             "started. `lr_at_best`: the learning rate of the kept epoch's last step as a share of its peak (median "
+             "gets as many steps (`median_steps`); records of older code counted passes only. "
+             "`lr_at_best`: the learning rate of the kept epoch's last step as a share of its peak (median "
              "over runs): near 1, the model kept was trained at full rate to the end, its rate never annealed.", "",
              _md_table(c, index=False), ""]
     total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
@@ -909,14 +923,14 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _reference_rank(run_dir: Path) -> tuple:
+def _reference_rank(run_dir: Path, setting: dict | None = None) -> tuple:
     """How well a run represents its notebook in the rendered copy: finished, then seed 0, no label noise,
     the largest training fraction, the default mitigations and recipes (the headline condition), then the newest."""
     record = rec.read_record(run_dir) if (run_dir / rec.RECORD_NAME).exists() else None
     ok = record is not None and not (run_dir / "error.txt").exists()
     p = (record or {}).get("params") or {}
     return (ok, p.get("seed", 0) == 0, not p.get("noise"), float(p.get("fraction") or 0),
-            at_defaults(p))
+            at_defaults(p, setting))
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -932,25 +946,34 @@ def stable_ids(html: str) -> str:
 def _render_notebooks(results_dir: Path, out_dir: Path, run_dirs: set[str] | None = None) -> tuple[dict, list[str]]:
     """One HTML per notebook stem from results/runs/**/<stem>.ipynb (only those in `run_dirs` when given: the
     reported study's runs): the run that best represents the notebook (_reference_rank), the newest among
-    equals. A page of a stem with no such run is removed: it would show another study."""
+    equals. A page of a notebook the study has no run of is removed: it would show another study. A page of a
+    notebook whose runs are here without their executed copies (git-ignored: a fresh clone) is kept as an
+    earlier report rendered it."""
     executed = [p for p in (results_dir / "runs").rglob("*.ipynb")
                 if not p.name.startswith(".") and ".ipynb_checkpoints" not in p.parts
                 and (run_dirs is None or str(p.parent) in run_dirs)]
+    studied = ({Path(d).parent.name for d in run_dirs} if run_dirs is not None
+               else {d.name for d in (results_dir / "runs").glob("*") if d.is_dir()})
+    kept = {}
     if out_dir.is_dir():
         stems = {p.stem for p in executed}
         for page in out_dir.glob("*.html"):
-            if page.stem not in stems:
+            if page.stem not in studied:
                 page.unlink()
+            elif page.stem not in stems:
+                kept[page.stem] = {"html": page.name, "source": "rendered by an earlier report", "ok": True}
     if not executed:
-        return {}, []
+        return kept, []
     from nbconvert import HTMLExporter
     best = {}
+    setting = study_setting([rec.read_record(p.parent).get("params") or {} for p in executed
+                             if (p.parent / rec.RECORD_NAME).exists()])
     for path in executed:
-        key = (*_reference_rank(path.parent), path.stat().st_mtime)
+        key = (*_reference_rank(path.parent, setting), path.stat().st_mtime)
         if path.stem not in best or key > best[path.stem][0]:
             best[path.stem] = (key, path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, problems = {}, []
+    written, problems = kept, []
     exporter = HTMLExporter()
     for stem, ((ok, *_), path) in sorted(best.items()):
         try:

@@ -155,9 +155,11 @@ PARAMS: dict[str, Param] = {
     "epochs": _int(2, "the training (or pre-training) budget in epochs of one pass or "
                    f"{MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more (the same steps at every fraction); the kept "
                    "epoch is chosen on validation", 1),
-    "patience": _int(5, "stop once validation has not improved for this many epochs (0: train the whole budget)",
-                     0),
-    "decay_epochs": _int(0, "0: the learning rate follows a cosine over the whole budget; else it stays at its "
+    "patience": _int(10, "validation has plateaued once its mean over `val_window` epochs has not improved for this "
+                     "many epochs (0: no plateau rule, train the whole budget)", 0),
+    "val_window": _int(5, "epochs whose validation scores the plateau rule averages (one epoch's score on a small "
+                       "validation set moves by more than an epoch of training gains)", 1),
+    "decay_epochs": _int(30, "0: the learning rate follows a cosine over the whole budget; else it stays at its "
                          "peak until validation has not improved for `patience` epochs (or the budget has this many "
                          "left), then follows a cosine to 0 over this many epochs, and training stops", 0),
     "finetune_epochs": _int(0, "epochs of supervised fine-tuning of the pre-trained encoders; 0 skips it", 0),
@@ -165,7 +167,8 @@ PARAMS: dict[str, Param] = {
                  "image, a stretch of a clip), the loss mixed alike; for every model, or per modality as "
                  "image:mixup,audio:cutmix", NUISANCE, str),
     "spec_augment": _bool(False, "SpecAugment (random frequency and time masks) on the log-mels of training clips"),
-    "lr": _float(2e-3, "AdamW peak learning rate (after a linear warm-up; decay_epochs sets how it falls to 0)", 1e-6, 1.0, high_open=True),
+    "lr": _float(2e-3, "AdamW peak learning rate (after a linear warm-up; decay_epochs sets how it falls to 0)",
+                 1e-6, 1.0, high_open=True),
     "batch_size": _int(64, "items per optimizer step", 2),
     "embed_dim": _int(128, "encoder output size", 2),
     "image_size": _int(64, "images are decoded and cached at this many pixels a side", 8, 512),
@@ -209,7 +212,8 @@ PARAMS: dict[str, Param] = {
 
 # The parameters each notebook takes, and where its quick profile differs from PARAMS' default.
 _STUDY = ("fraction", "noise", "noise_kind", "seed", "sample_rate", "normalize_loudness", "random_crop", "augment",
-          "audio_augment", "epochs", "patience", "decay_epochs", "lr", "batch_size", "embed_dim", "image_size", "clip_seconds",
+          "audio_augment", "epochs", "patience", "val_window", "decay_epochs", "lr", "batch_size", "embed_dim", "image_size",
+          "clip_seconds",
           "lowpass_hz", "dataset", "external_data", "device", "progress", "run_dir")
 _GRID_ANALYSIS = ("profile", "results_dir", "run_missing", "grids", "run_dir")
 NOTEBOOKS: dict[str, tuple[tuple[str, ...], dict]] = {

@@ -30,6 +30,9 @@ MATCH_PARAMS = ("dataset", "fraction", "noise", "noise_kind")
 # Where and how a run was computed, not what: never a condition, never a reason to separate runs.
 BOOKKEEPING = ("run_dir", "device", "progress", "code_version", "written_at", "record")
 METRICS = ("accuracy", "macro_f1", "recall_at_1", "recall_at_5", "mAP")
+# the values a metric can take: summarise clips its t interval to them (3 seeds near 1 give a t interval past 1)
+METRIC_RANGE = {**{m: (0.0, 1.0) for m in (*METRICS, "val_accuracy", "nmi", "purity")},
+                **{m: (-1.0, 1.0) for m in ("drop", "ari", "silhouette")}}
 ROW_KEYS = ("method", "protocol", "view", "test_set")
 PROTOCOL_ORDER = ("supervised", "linear_probe", "finetune", "knn", "linear_probe_clean", "knn_clean", "zero_shot",
                   "retrieval")
@@ -115,7 +118,8 @@ def summarise(df: pd.DataFrame, by=None, metric: str = "accuracy", confidence: f
 
     Columns: by..., metric, mean, lo, hi, sd, n (n = number of seeds). Rows of one seed within a
     group (reruns) are averaged first, so every seed counts once. With n = 1, lo = hi = mean: no
-    interval. `by` defaults to condition_columns(df).
+    interval. A metric of METRIC_RANGE has its interval clipped to the values it can take.
+    `by` defaults to condition_columns(df).
     """
     by = condition_columns(df) if by is None else list(by)
     missing = [c for c in by if c not in df]
@@ -138,6 +142,8 @@ def summarise(df: pd.DataFrame, by=None, metric: str = "accuracy", confidence: f
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
         ci = ev.mean_ci(group[metric].to_numpy(dtype=float), confidence=confidence)
+        low, high = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+        ci["lo"], ci["hi"] = max(ci["lo"], low), min(ci["hi"], high)
         out.append({**dict(zip(by, key)), "metric": metric, **{k: ci[k] for k in ("mean", "lo", "hi", "sd", "n")}})
     table = pd.DataFrame(out, columns=columns)
     return sort_table(table, by)
@@ -481,10 +487,10 @@ def temperature_table(records) -> pd.DataFrame:
 
 def _rate_at_kept_step(h: dict, decay_epochs) -> float:
     """The learning rate of the kept epoch's last step, as a share of the peak, under the schedule the run
-    trained with (helpers.training._Schedule): near 1, the run was kept before its rate fell. Every epoch is the
+    trained with (helpers.training.Schedule): near 1, the run was kept before its rate fell. Every epoch is the
     same number of steps, so the history gives it; a decay always runs its course (the run stops when it is over,
     or it ends with the budget), so it began decay_steps before the end."""
-    from .training import _Schedule   # torch: imported only where a report has training histories
+    from .training import Schedule   # torch: imported only where a report has training histories
 
     budget, steps, kept = h.get("budget_steps"), h.get("steps"), h.get("best_step")
     epochs = len(h.get("train_loss") or [])
@@ -492,7 +498,7 @@ def _rate_at_kept_step(h: dict, decay_epochs) -> float:
         return float("nan")
     per_epoch = steps // epochs
     decay_steps = min(int(decay_epochs or 0) * per_epoch, budget)
-    schedule = _Schedule(budget, decay_steps)
+    schedule = Schedule(budget, decay_steps)
     if decay_steps:
         schedule.decay(steps - decay_steps)
     return schedule(kept - 1)

@@ -62,7 +62,7 @@ class History:
                 "seconds": round(self.seconds, 3), "samples_per_second": round(self.samples_per_second, 1)}
 
 
-class _Schedule:
+class Schedule:
     """Learning-rate factor per optimizer step: a linear warm-up over WARMUP_SHARE of the budget, then either a
     cosine to 0 over the rest of the budget (decay_epochs=0), or a constant rate until `decay()` is called and a
     cosine to 0 over the next `decay_steps` steps (warm-up, stable, decay: the decay starts when validation stops
@@ -91,6 +91,21 @@ class _Schedule:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.decay_start) / self.decay_steps)))
 
 
+BUDGET_PARAMS = ("epochs", "patience", "decay_epochs", "val_window", "lr", "batch_size", "progress")
+
+
+def budget(p: dict, **override) -> dict:
+    """fit's keywords for the training budget and stopping rule, from a notebook's parameters (BUDGET_PARAMS),
+    with `override`s (e.g. num_epochs=finetune_epochs): every model of the study trains by one rule."""
+    keywords = {"num_epochs": p["epochs"], "patience": p["patience"], "decay_epochs": p["decay_epochs"],
+                "val_window": p["val_window"], "lr": p["lr"], "batch_size": p["batch_size"],
+                "progress": p["progress"]}
+    unknown = set(override) - set(keywords)
+    if unknown:
+        raise StudyError(f"budget: no budget keyword(s) {sorted(unknown)}; they are {sorted(keywords)}")
+    return keywords | {k: v for k, v in override.items() if v is not None}
+
+
 def _epoch_order(n: int, length: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """At least `length` item indices: whole random passes over the n items, one after another. Where a batch
     straddles two passes, the next pass's first items are swapped away from the items the batch already holds,
@@ -115,12 +130,12 @@ StepFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: int, lr: float = 1e-3,
         batch_size: int = 64, weight_decay: float = 1e-4, generator: torch.Generator,
         val_score: Callable[[], float] | None = None, params: list | None = None,
-        on_epoch_start: Callable[[int], None] | None = None, patience: int = 0,
+        on_epoch_start: Callable[[int], None] | None = None, patience: int = 0, val_window: int = 1,
         min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH, decay_epochs: int = 0, progress: bool = True,
         desc: str = "training") -> History:
     """Train `model` for at most num_epochs with AdamW and a linear warm-up, then (decay_epochs=0) a cosine to 0
     over that budget, or (decay_epochs > 0) a constant rate until validation stops improving and a cosine to 0
-    over the next decay_epochs epochs (see _Schedule).
+    over the next decay_epochs epochs (see Schedule). `budget(params)` gives the study's keywords.
 
     An epoch is one pass over the num_examples items, or min_steps_per_epoch batches cut from successive
     passes when one pass is fewer steps than min_steps_per_epoch (a batch at a pass boundary may hold an item twice).
@@ -129,12 +144,15 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
     tensors to the device). `on_epoch_start(epoch)` (epoch counted from 0) is called before the first
     batch of every epoch, e.g. to re-draw the training pairs. `val_score()` (higher is better) is
     evaluated after each epoch on the validation part; the weights of the best epoch are restored, so
-    the epoch count is chosen on validation, never on test. With patience > 0 training stops once
-    validation has not improved for `patience` epochs (the same rule at every training fraction); a run
-    whose budget ends within `patience` epochs of its best is flagged `still_improving`. With decay_epochs > 0
-    that plateau starts the decay instead, and training stops once the decay is over; the decay also starts
-    when only decay_epochs of the budget are left, and a run whose decay the budget started, not a plateau, is
-    flagged `still_improving`.
+    the epoch count is chosen on validation, never on test.
+
+    The plateau rule (patience > 0): validation has stopped improving once the mean of its last `val_window`
+    epochs has not beaten its best for `patience` epochs (the same rule at every training fraction; the mean,
+    because one epoch's score on a small validation set moves by more than training gains in an epoch).
+    With decay_epochs=0 the plateau stops training, and a run whose budget ends within `patience` epochs of its
+    plateau's best is flagged `still_improving`. With decay_epochs > 0 the plateau starts the decay instead, and
+    training stops once the decay is over; the decay also starts when only decay_epochs of the budget are left,
+    and a run whose decay the budget started, not a plateau, is flagged `still_improving`.
     """
     from tqdm.auto import tqdm
 
@@ -142,15 +160,22 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         raise StudyError(f"{desc}: num_epochs={num_epochs!r} trains nothing; give at least 1 epoch")
     if num_examples < 2:
         raise StudyError(f"{desc}: {num_examples} training example(s) is too few to train on")
+    if val_window < 1:
+        raise StudyError(f"{desc}: val_window={val_window!r} averages no epoch; give at least 1")
+    # 4-D weights (2-D convolutions) in channels-last order: the fast path of oneDNN's CPU convolutions and of
+    # cuDNN's mixed precision; the bench's training steps run through here, so it measures the gain
+    model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(params if params is not None else model.parameters(), lr=lr,
                                   weight_decay=weight_decay)
     batch_size = min(batch_size, num_examples)
     passes_batches = num_examples // batch_size  # drop the ragged last batch: BatchNorm needs > 1 item
     num_batches = max(passes_batches, min_steps_per_epoch, 1)
     decay_epochs = min(decay_epochs, num_epochs)
-    schedule = _Schedule(num_epochs * num_batches, decay_epochs * num_batches)
+    schedule = Schedule(num_epochs * num_batches, decay_epochs * num_batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    plateaued = False   # the decay (decay_epochs > 0) was started by validation, not by the budget
+    plateau_rule = bool(patience) and val_score is not None
+    plateau_at: int | None = None     # the epoch at whose end validation was found to have plateaued
+    best_mean, best_mean_epoch = -float("inf"), -1   # the plateau rule's best windowed mean, and its epoch
     history, best_state, best = History(budget_steps=num_epochs * num_batches), None, -float("inf")
     start = time.perf_counter()
     bar = tqdm(range(num_epochs), desc=desc, disable=not progress, leave=False)
@@ -158,10 +183,7 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
         if decay_epochs:
             if schedule.decayed(history.steps):
                 break
-            if patience and val_score is not None and history.val_score and epoch - history.best_epoch >= patience:
-                plateaued = plateaued or schedule.decay_start is None
-                schedule.decay(history.steps)
-            if epoch >= num_epochs - decay_epochs:
+            if plateau_at is not None or epoch >= num_epochs - decay_epochs:
                 schedule.decay(history.steps)
         if on_epoch_start is not None:
             on_epoch_start(epoch)
@@ -188,22 +210,28 @@ def fit(model: torch.nn.Module, step: StepFn, num_examples: int, *, num_epochs: 
             if score > best:
                 best, history.best_epoch, history.best_step = score, epoch, history.steps
                 best_state = copy.deepcopy(model.state_dict())
+            mean = float(np.mean(history.val_score[-val_window:]))
+            if mean > best_mean:
+                best_mean, best_mean_epoch = mean, epoch
+            if plateau_rule and plateau_at is None and schedule.decay_start is None \
+                    and epoch - best_mean_epoch >= patience:
+                plateau_at = epoch
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
                         **({"val": f"{history.val_score[-1]:.3f}"} if history.val_score else {}))
-        if not decay_epochs and patience and val_score is not None and epoch - history.best_epoch >= patience:
-            history.stopped_early = epoch < num_epochs - 1
+        if not decay_epochs and plateau_at is not None:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
         history.best_epoch, history.best_step = len(history.train_loss) - 1, history.steps
     epochs_run = len(history.train_loss)
-    if decay_epochs and patience:
-        history.stopped_early = plateaued
-        history.still_improving = None if val_score is None else not plateaued
+    history.stopped_early = plateau_at is not None and (bool(decay_epochs) or plateau_at < num_epochs - 1)
+    if not plateau_rule:
+        history.still_improving = None if val_score is None else epochs_run - 1 - history.best_epoch < 1
+    elif decay_epochs:
+        history.still_improving = plateau_at is None
     else:
-        history.still_improving = (None if val_score is None else
-                                   not history.stopped_early and epochs_run - 1 - history.best_epoch < max(patience, 1))
+        history.still_improving = not history.stopped_early and epochs_run - 1 - best_mean_epoch < patience
     model.eval()
     history.seconds = time.perf_counter() - start
     history.samples_per_second = history.steps * batch_size / max(history.seconds, 1e-9)

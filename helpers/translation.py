@@ -53,7 +53,7 @@ from .experiments import (EpochPairs, Study, evaluate_probas, make_record, prepa
                           val_pairs)
 from .models import AudioMelCNN, Classifier, ImageDecoder, LogMel, MelDecoder, make_encoder, standardize
 from .pretraining import PairedVAE, run_generative
-from .training import History, fit, predict, seed_everything
+from .training import History, budget, fit, predict, seed_everything
 from .visualization import find_run
 
 DIRECTIONS = ("audio->image", "image->audio")
@@ -269,12 +269,10 @@ def train_translator(study: Study, direction: str, num_epochs: int | None = None
     def val_score():
         return -F.mse_loss(predict(model, X_val, dev), T_val).item() / target_var
 
-    history = fit(model, step, pairs.num_pairs, num_epochs=p["epochs"] if num_epochs is None else num_epochs,
-                  lr=p["lr"], batch_size=p["batch_size"], generator=study.generator,
+    history = fit(model, step, pairs.num_pairs, **budget(p, num_epochs=num_epochs), generator=study.generator,
                   params=[q for q in model.parameters() if q.requires_grad],
                   val_score=val_score if len(a_val) else None, on_epoch_start=pairs.start_epoch,
-                  patience=p["patience"],
-                  decay_epochs=p["decay_epochs"], progress=p["progress"], desc=f"translator {direction}")
+                  desc=f"translator {direction}")
     return model, history
 
 

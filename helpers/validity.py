@@ -19,7 +19,7 @@ MITIGATION_OFF = {"sample_rate": 16000, "normalize_loudness": False, "random_cro
 # Training recipes and the study's choice of each (notebook 02's stored values, helpers.schema); params/recipes_02.yaml
 # departs from one at a time.
 RECIPES = {name: schema.param("02_baselines", name).default for name in ("mix", "spec_augment", "image_size",
-                                                                     "decay_epochs")}
+                                                                     "decay_epochs", "patience", "val_window")}
 # The audio counterfactual test sets: the names of helpers.shortcuts.AUDIO_COUNTERFACTUALS, repeated here
 # because shortcuts imports torch (a test checks they agree).
 AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",
@@ -94,10 +94,27 @@ def _is_default(value, default) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value == default
 
 
-def at_defaults(params: dict) -> bool:
-    """Whether a run's parameters hold every mitigation and every recipe at its default: the study's setting,
-    against which params/mitigations_02.yaml and params/recipes_02.yaml vary one factor at a time."""
-    return all(_is_default(params.get(k), v) for k, v in {**MITIGATIONS, **RECIPES}.items())
+def study_setting(runs) -> dict:
+    """Each mitigation's and recipe's value in the study `runs` (a results table, or a list of run parameters):
+    the schema's default where some run holds it or no run has the parameter, else (a study run by older code,
+    before that default changed) the value most runs hold: params/mitigations_02.yaml and params/recipes_02.yaml
+    depart from it one factor at a time, so they are the few. A study is read by its own setting."""
+    if isinstance(runs, pd.DataFrame):
+        runs = runs.drop_duplicates("run_dir") if "run_dir" in runs else runs
+        runs = runs.to_dict("records")
+    setting = {}
+    for name, default in {**MITIGATIONS, **RECIPES}.items():
+        values = pd.Series([p.get(name) for p in runs], dtype=object)
+        values = values[[not _is_default(v, None) for v in values]]
+        setting[name] = values.mode().iloc[0] if len(values) and not (values == default).any() else default
+    return setting
+
+
+def at_defaults(params: dict, setting: dict | None = None) -> bool:
+    """Whether a run's parameters hold every mitigation and every recipe at the study's setting (study_setting;
+    default: the schema's defaults), against which params/mitigations_02.yaml and params/recipes_02.yaml vary one
+    factor at a time. An absent parameter counts as at the setting."""
+    return all(_is_default(params.get(k), v) for k, v in (setting or {**MITIGATIONS, **RECIPES}).items())
 
 
 def factor_variants(df: pd.DataFrame, factors: dict, all_off: dict | None = None) -> pd.DataFrame:
@@ -110,6 +127,8 @@ def factor_variants(df: pd.DataFrame, factors: dict, all_off: dict | None = None
     empty = df.iloc[0:0].assign(variant=pd.Series(dtype=object))
     if df.empty:
         return empty
+    study = study_setting(df)
+    factors = {name: study[name] for name in factors}
     d = df.copy()
     for name, default in factors.items():
         d[name] = d[name].where(d[name].notna(), default) if name in d else default
@@ -126,7 +145,7 @@ def factor_variants(df: pd.DataFrame, factors: dict, all_off: dict | None = None
     keep = []
     for _, g in d.groupby("notebook", sort=True):
         setting = pd.Series([tuple(map(str, r)) for r in g[others].itertuples(index=False)], index=g.index)
-        base = [at_defaults(r) for r in g[[c for c in {**MITIGATIONS, **RECIPES} if c in g]].to_dict("records")]
+        base = [at_defaults(r, study) for r in g[[c for c in study if c in g]].to_dict("records")]
         runs = g[base].drop_duplicates("run_dir") if "run_dir" in g else g[base]
         if runs.empty:
             continue

@@ -43,8 +43,8 @@ ENCODER_MATCH = tuple(dict.fromkeys(IMAGE_MATCH + AUDIO_MATCH))
 # Among usable runs: first the one trained as this run would train it (the same recipe and budget: a mitigation or
 # recipe variant saved beside the defaults is taken for them only where no such run saved its encoder), then the
 # closest in data, then the newest.
-TRAINING = ("augment", "audio_augment", "random_crop", "mix", "spec_augment", "epochs", "patience", "decay_epochs", "lr",
-            "batch_size")
+TRAINING = ("augment", "audio_augment", "random_crop", "mix", "spec_augment", "epochs", "patience", "val_window",
+            "decay_epochs", "lr", "batch_size")
 PREFER = ("fraction", "seed", "noise", "noise_kind")
 MARKERS = {"audio": "o", "image": "^"}
 

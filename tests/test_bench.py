@@ -242,10 +242,12 @@ def test_the_quick_profile_runs_as_make_study_does():
 
 def test_the_pipelines_compare_the_full_studys_budget():
     """The plain pipeline is measured on the converged training the study does: the supervised full profile's
-    epochs and patience (params/scaling_02.yaml), not a few epochs."""
+    budget and plateau rule (params/scaling_02.yaml over the schema's defaults), not a few epochs."""
     import yaml
 
+    from helpers import schema
     from helpers.config import PARAMS_DIR
     full = yaml.safe_load((PARAMS_DIR / "scaling_02.yaml").read_text())["profiles"]["full"]["params"]
-    assert bench.full_budget() == {"epochs": full["epochs"], "patience": full["patience"]}
+    expected = {k: full.get(k, schema.PARAMS[k].default) for k in bench.STOPPING_RULE}
+    assert bench.full_budget() == expected and expected["epochs"] == full["epochs"]
     assert bench.full_budget()["patience"] > 0   # stopped by validation, as the study's models are

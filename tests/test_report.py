@@ -66,6 +66,14 @@ def test_report_with_records(results):
     assert not (results / "figures" / "accuracy_vs_stale.png").exists() and (results / "figures" / "mine.png").exists()
     out = json.loads(json.dumps(report.write_report(results, html=False)))
     assert out["records"] == 13 and out["rows"] == 9 * 10 + 4 * 13 and "counterfactual_drops.png" in out["figures"]
+    # a fresh clone has the records but not the executed notebooks (git-ignored): the pages rendered earlier
+    # stay, while a page of a notebook the study has no run of goes
+    (run_dir / "02_baselines.ipynb").unlink()
+    (results / "notebooks" / "99_other.html").write_text("another study")
+    assert report.main(["--results", str(results)]) == 0
+    assert (results / "notebooks" / "02_baselines.html").is_file()
+    assert not (results / "notebooks" / "99_other.html").exists()
+    assert "02_baselines.html" in (results / "README.md").read_text()
 
 
 def test_mitigations_are_reported(tmp_path):
@@ -385,13 +393,16 @@ def test_reproduction_checks_are_reported(tmp_path):
     check = {"grid": "scaling_03.yaml", "code_version": "fakecode", "threads": 1, "checked_at": "2026-12-02T01:00:00",
              "points": [{"point": 0, "seed": 0, "status": "ran", "rows": 10, "rows_equal": 4,
                          "prediction_rows": 8, "prediction_rows_identical": 1, "max_accuracy_diff": 0.0625,
-                         "cpu_models": [None, "AMD EPYC"]},
+                         "cpu_models": [None, "AMD EPYC"],
+                         "items_differ": {"image/supervised/image/test": 2, "image/supervised/image/greyscale": 1,
+                                          "late_fusion/supervised/fused/test": 0}},
                         {"point": 3, "seed": 1, "status": "not reproducible here"}]}
     (folder / "reproduction.json").write_text(json.dumps([check]))
     report.write_report(folder, html=False)
     text = (folder / "README.md").read_text()
     section = text[text.index("## Reproduction"):].split("\n## ")[0]
-    assert "| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 |" in section
+    assert ("| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 | "
+            "`image/supervised/image` |") in section
     assert "(CPU model, torch threads: records): not recorded, not recorded: 13." in text
     # the fake records' code is not this checkout's: the report says the numbers are not this code's
     assert f"The code is now `{records.code_version()}`: every number here was computed by" in text

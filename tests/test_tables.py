@@ -59,6 +59,15 @@ def test_summarise_gives_mean_and_t_interval_over_seeds(df):
         tables.summarise(df, by=["nope"])
 
 
+def test_summarise_keeps_the_interval_inside_the_metric_range():
+    near_one = pd.DataFrame({"method": "m", "seed": [0, 1, 2], "accuracy": [0.93, 0.99, 1.0],
+                             "drop": [-0.99, -0.9, -0.5]})
+    acc = tables.summarise(near_one, by=["method"]).iloc[0]
+    half = stats.t.ppf(0.975, 2) * np.std([0.93, 0.99, 1.0], ddof=1) / math.sqrt(3)
+    assert acc["hi"] == 1.0 and acc["lo"] == pytest.approx(np.mean([0.93, 0.99, 1.0]) - half)
+    assert tables.summarise(near_one, by=["method"], metric="drop").iloc[0]["lo"] == -1.0
+
+
 def test_format_ci_and_ci_table():
     assert tables.format_ci(0.81234, 0.79, 0.83, 5) == "0.812 [0.790, 0.830] (n=5)"
     assert "no interval" in tables.format_ci(0.5, 0.5, 0.5, 1)      # one seed, an interval over seeds
@@ -242,6 +251,18 @@ def test_recipe_runs_are_no_mitigation_defaults(tmp_path):
     assert r.groupby("variant")["run_dir"].nunique().to_dict() == {"defaults": 3, "mix=mixup": 3}
     assert validity.at_defaults({"mix": "none", "sample_rate": 8000}) and validity.at_defaults({})
     assert not validity.at_defaults({"mix": "mixup"}) and not validity.at_defaults({"image_size": 96})
+
+
+def test_a_study_is_read_by_its_own_setting_after_a_default_changes():
+    """Runs made while a recipe's default was another value (an older study) keep that value as their setting:
+    the runs most of them hold, not the schema's current default, so their defaults are still the defaults."""
+    old = {**validity.MITIGATIONS, **validity.RECIPES, "patience": validity.RECIPES["patience"] + 3}
+    runs = [dict(old, run_dir=f"r{i}") for i in range(4)] + [dict(old, run_dir="m", mix="mixup")]
+    setting = validity.study_setting(runs)
+    assert setting["patience"] == old["patience"] and setting["mix"] == validity.RECIPES["mix"]
+    assert validity.at_defaults(runs[0], setting) and not validity.at_defaults(runs[0])
+    assert not validity.at_defaults(runs[-1], setting)
+    assert validity.study_setting([{}])["patience"] == validity.RECIPES["patience"]   # absent: the schema's default
 
 
 def test_mitigation_constants_follow_the_study_code():

@@ -231,12 +231,41 @@ def test_a_plateau_starts_the_decay_and_training_stops_when_it_is_over():
     val, calls = _scripted([0.1, 0.5, 0.4, 0.3, 0.2, 0.9, 0.3, 0.3, 0.3, 0.3], model)   # plateau after epoch 1
     rates, h = _rates(model=model, step=step, n=16, num_epochs=10, lr=0.1, patience=3, decay_epochs=2,
                       val_score=val)
-    # warm-up 2 steps (5% of 40), the peak until the end of epoch 4 (3 epochs after the best), 2 epochs of decay
-    assert len(h.train_loss) == 6 and h.steps == 24 and h.budget_steps == 40
-    assert rates[1] == pytest.approx(0.1) and all(r == pytest.approx(0.1) for r in rates[1:16])
-    assert all(a > b for a, b in zip(rates[16:], rates[17:])) and rates[-1] < 0.01
+    # warm-up 2 steps (5% of 40), the peak to the end of epoch 4 (3 epochs without a gain), 2 epochs of decay
+    assert len(h.train_loss) == 7 and h.steps == 28 and h.budget_steps == 40
+    assert rates[1] == pytest.approx(0.1) and all(r == pytest.approx(0.1) for r in rates[1:20])
+    assert all(a > b for a, b in zip(rates[20:], rates[21:])) and rates[-1] < 0.01
     assert h.best_epoch == 5 and h.stopped_early and not h.still_improving   # the decay's gain is kept
     assert all(torch.equal(model.state_dict()[k], calls[5][k]) for k in calls[5])
+
+
+def test_the_plateau_rule_reads_the_mean_of_the_last_val_window_epochs():
+    """One epoch's lucky score does not end training: with val_window=3 the rule waits for the running mean."""
+    scores = [0.2, 0.6, 0.3, 0.4, 0.5, 0.5, 0.55, 0.55, 0.4, 0.4, 0.4, 0.4, 0.4]
+    model, step = _problem(16)
+    val, _ = _scripted(scores, model)
+    h = _fit(model, step, 16, num_epochs=13, patience=3, val_score=val)   # the lone 0.6 of epoch 1 stops it
+    assert len(h.train_loss) == 5 and h.best_epoch == 1
+    model, step = _problem(16)
+    val, calls = _scripted(scores, model)
+    h = _fit(model, step, 16, num_epochs=13, patience=3, val_window=3, val_score=val)
+    # running means peak at epoch 7 (0.533), then 3 epochs without a gain: stop at the end of epoch 10
+    assert len(h.train_loss) == 11 and h.stopped_early and not h.still_improving
+    assert h.best_epoch == 1   # the kept weights are still the best single epoch's
+    assert all(torch.equal(model.state_dict()[k], calls[1][k]) for k in calls[1])
+    with pytest.raises(StudyError, match="val_window=0"):
+        _fit(model, step, 16, val_window=0, val_score=val)
+
+
+def test_budget_gives_fit_the_notebook_parameters_and_refuses_an_unknown_override():
+    from helpers import schema
+    from helpers.training import budget
+    p = schema.defaults("02_baselines") | {"epochs": 7, "val_window": 2}
+    keywords = budget(p, num_epochs=None, lr=0.5)
+    assert keywords == {"num_epochs": 7, "patience": p["patience"], "decay_epochs": p["decay_epochs"], "val_window": 2,
+                        "lr": 0.5, "batch_size": p["batch_size"], "progress": p["progress"]}
+    with pytest.raises(StudyError, match="no budget keyword"):
+        budget(p, epochs=3)
 
 
 def test_without_a_plateau_the_budget_starts_the_decay_and_the_run_is_flagged():

@@ -91,15 +91,15 @@ class Schedule:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.decay_start) / self.decay_steps)))
 
 
-BUDGET_PARAMS = ("epochs", "patience", "decay_epochs", "val_window", "lr", "batch_size", "progress")
+# the notebook parameters of the training budget and stopping rule, each with the fit keyword it sets
+BUDGET_PARAMS = {"epochs": "num_epochs", "patience": "patience", "decay_epochs": "decay_epochs",
+                 "val_window": "val_window", "lr": "lr", "batch_size": "batch_size", "progress": "progress"}
 
 
 def budget(p: dict, **override) -> dict:
     """fit's keywords for the training budget and stopping rule, from a notebook's parameters (BUDGET_PARAMS),
     with `override`s (e.g. num_epochs=finetune_epochs): every model of the study trains by one rule."""
-    keywords = {"num_epochs": p["epochs"], "patience": p["patience"], "decay_epochs": p["decay_epochs"],
-                "val_window": p["val_window"], "lr": p["lr"], "batch_size": p["batch_size"],
-                "progress": p["progress"]}
+    keywords = {keyword: p[name] for name, keyword in BUDGET_PARAMS.items()}
     unknown = set(override) - set(keywords)
     if unknown:
         raise StudyError(f"budget: no budget keyword(s) {sorted(unknown)}; they are {sorted(keywords)}")

@@ -782,9 +782,9 @@ def _finetune_section(records) -> list[str]:
         return []
     fraction = max(r["params"]["fraction"] for r in tuned)
     tuned = [r for r in tuned if r["params"]["fraction"] == fraction]
+    setting = study_setting([r.get("params") or {} for r in records])
     scratch = [r for r in records if r.get("notebook") == "02_baselines" and not r["params"].get("noise")
-               and r["params"].get("fraction") == fraction
-               and at_defaults(r["params"], study_setting([r.get("params") or {} for r in records]))]
+               and r["params"].get("fraction") == fraction and at_defaults(r["params"], setting)]
     rows = pd.DataFrame([row for r in tuned for row in r.get("results") or []])
     # one network per view: the fused views of notebook 02 (late fusion) pick their audio half on validation
     rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test") & rows["view"].isin(["audio", "image"])]

@@ -157,6 +157,14 @@ def grid_run_dirs(results_dir=None, profile: str = "full") -> dict[str, set[str]
             for name, _, points in grid_points(Path(results_dir or RESULTS_DIR), profile)}
 
 
+def grid_seeds(profile: str = "full") -> dict[str, set[tuple[str, int]]]:
+    """Grid file name -> the (notebook stem, seed) pairs of its `profile` points. Unlike the run folders, which
+    hash every parameter, these survive a change of the grid's other settings (its epochs, a new default), so a
+    study made by an earlier version of a grid file is still found by the seeds it drew."""
+    return {name: {(notebook.stem, int(p["seed"])) for p, _ in points}
+            for name, notebook, points in grid_points(RESULTS_DIR, profile)}
+
+
 def points_at_once(measured: dict) -> float | None:
     """How many points of a measured_study ran at once on average (point time over wall time): the cores' use."""
     return measured["compute_s"] / measured["wall_s"] if measured.get("wall_s") else None

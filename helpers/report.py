@@ -104,7 +104,7 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
                   "Run a notebook (e.g. `python -m helpers sweep params/noise_02.yaml --profile quick`) "
                   "and then `python -m helpers report` again.", ""]
     else:
-        own = _own_section_runs(results_dir)
+        own = _own_section_runs(records)
         study = [r for r in records if str(r.get("run_dir")) not in own]
         lines += _report_body(results_table(study) if len(study) < len(records) else df, study, fig_dir, figures,
                               blocks)
@@ -195,12 +195,16 @@ def _machines_sentence(records) -> str:
               "and training goes elsewhere as with another seed.")
 
 
-def _own_section_runs(results_dir: Path) -> set[str]:
-    """The run folders of OWN_SECTION_GRIDS' full points that no other grid lists."""
-    from .collect import grid_run_dirs
-    by_grid = grid_run_dirs(results_dir)
-    others = set().union(*(d for g, d in by_grid.items() if g not in OWN_SECTION_GRIDS))
-    return set().union(*(by_grid.get(g, set()) for g in OWN_SECTION_GRIDS)) - others
+def _own_section_runs(records) -> set[str]:
+    """The run folders of the records drawn at a seed that only OWN_SECTION_GRIDS' full profiles draw for their
+    notebook (recipes_02 has seeds of its own). By seed, not by run folder: a run folder hashes every parameter,
+    so after a grid file changes (its epochs, a default) the older study's runs would no longer be found."""
+    from .collect import grid_seeds
+    by_grid = grid_seeds()
+    others = set().union(*(s for g, s in by_grid.items() if g not in OWN_SECTION_GRIDS))
+    own = set().union(*(by_grid.get(g, set()) for g in OWN_SECTION_GRIDS)) - others
+    return {str(r.get("run_dir")) for r in records
+            if (r.get("notebook"), (r.get("params") or {}).get("seed")) in own}
 
 
 def _study_wall_time(results_dir: Path) -> str:

@@ -109,23 +109,27 @@ def test_recipes_are_chosen_on_validation(tmp_path):
 
 
 def test_the_recipes_grids_own_runs_stay_out_of_the_study(tmp_path):
-    """A run at a point of params/recipes_02.yaml that no other grid lists (its own seeds) is in the recipes
-    section, never in the headline's seeds."""
+    """A run at a seed that only params/recipes_02.yaml draws is in the recipes section, never in the headline's
+    seeds, also when its other parameters are no longer the grid's (a study made before the grid file changed)."""
     from helpers.sweeps import load_grid
     folder = write_study(tmp_path / "results")
     _, points = load_grid(REPO_ROOT / "params" / "recipes_02.yaml", "full")
     point = next(p for p in points if p["mix"] == "none" and p["spec_augment"] is False and p["image_size"] == 64)
     record = fake_record("02_baselines", point["seed"], audits=True)   # the fake study's setting, seed 10
+
+    def headline():
+        report.write_report(folder, html=False)
+        text = (folder / "README.md").read_text()
+        return text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
     records.write_record(records.default_run_dir("02_baselines", point, folder), {"code_version": "fakecode", **record})
-    report.write_report(folder, html=False)
-    text = (folder / "README.md").read_text()
-    head = text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
-    assert "(n=3)" in head and "(n=4)" not in head
-    # the same record at a folder no grid lists is one more seed of the study
-    records.write_record(folder / "runs" / "02_baselines" / "elsewhere", {"code_version": "fakecode", **record})
-    report.write_report(folder, html=False)
-    text = (folder / "README.md").read_text()
-    assert "(n=4)" in text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
+    assert "(n=3)" in headline() and "(n=4)" not in headline()
+    # the same seed at a folder no grid lists (the grid's epochs changed since it ran) is still the recipes grid's
+    records.write_record(folder / "runs" / "02_baselines" / "older", {"code_version": "fakecode", **record})
+    assert "(n=3)" in headline() and "(n=4)" not in headline()
+    # a seed the study's grids draw, at a folder no grid lists, is one more seed of the study
+    other = fake_record("02_baselines", 3, audits=True)
+    records.write_record(folder / "runs" / "02_baselines" / "elsewhere", {"code_version": "fakecode", **other})
+    assert "(n=4)" in headline()
 
 
 def test_finetuned_encoders_are_paired_with_training_from_scratch(tmp_path):

@@ -44,8 +44,9 @@ CASES = (tuple((kind, "supervised") for kind in ENCODERS)
          + tuple((kind, objective) for kind in ("audio_wave", "audio_mel") for objective in PAIR_OBJECTIVES))
 PIPELINE_ENCODER = "audio_mel"
 PIPELINE_FRACTION = 0.8
-# the parameters of the training budget and the plateau rule that the pipelines bench takes from the full study
-STOPPING_RULE = ("epochs", "patience", "val_window", "decay_epochs")
+# the parameters of training.BUDGET_PARAMS that the pipelines bench sets itself; it takes the others (the budget
+# and the plateau rule) from the full study
+PIPELINE_SETS = ("lr", "batch_size", "progress")
 # points of a grid run at once in the quick-profile section, as `make study PROFILE=quick` runs them (the
 # Makefile's JOBS for that profile): one, with both cores in its kernel. Two at once (one core each) were slower
 # there: the quick profile starts from a cold cache, which both kernels would fill with the same ImageNet features
@@ -457,12 +458,13 @@ def full_budget(grid: str = "scaling_02.yaml") -> dict:
     """The training budget and stopping rule of the full study's supervised models, read from `grid`'s full
     profile, so the pipelines compare the converged training the study does."""
     from .sweeps import load_grid
+    from .training import BUDGET_PARAMS
     _, points = load_grid(PARAMS_DIR / grid, "full")
-    return {k: points[0][k] for k in STOPPING_RULE}
+    return {k: points[0][k] for k in BUDGET_PARAMS if k not in PIPELINE_SETS}
 
 
 def bench_pipelines(spec: str, *, batch_size: int = 64, on_step=lambda: None, **rule) -> dict:
-    """The same supervised run (audio_mel, trained by the STOPPING_RULE parameters `rule`) through the project's
+    """The same supervised run (audio_mel, trained by the full_budget parameters `rule`) through the project's
     pipeline and through the plain one, which takes as many optimizer steps."""
     from .data import _quiet_c_stderr
     from .experiments import _load, prepare_study, train_classifier

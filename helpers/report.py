@@ -854,7 +854,9 @@ def _convergence_section(records) -> list[str]:
              f"one pass or {MIN_STEPS_PER_EPOCH} optimizer steps, whichever is more, so a smaller training fraction "
              "gets as many steps (`median_steps`); records of older code counted passes only. "
              "`lr_at_best`: the learning rate of the kept epoch's last step as a share of its peak (median "
-             "over runs): near 1, the model kept was trained at full rate to the end, its rate never annealed.", "",
+             "over runs): near 1, the model kept was trained at full rate to the end, its rate never annealed. "
+             "`median_train_s`: its training wall time in seconds (median over runs), on the machine and beside the "
+             "other points (`--jobs`) that ran it: where the study's time goes.", "",
              _md_table(c, index=False), ""]
     total, bad = int(c["runs"].sum()), int(c["still_improving"].sum())
     lines += [f"**{bad} of {total} trained models ran out of budget still improving**"

@@ -507,7 +507,8 @@ def _rate_at_kept_step(h: dict, decay_epochs) -> float:
 def convergence_table(records) -> pd.DataFrame:
     """Per notebook, trained model and training fraction: runs, steps taken and kept (medians), how many stopped
     by the patience rule, how many ended their budget still improving on validation (not converged by the
-    rule), and the median learning rate at the kept step as a share of its peak. The fraction is shown because
+    rule), the median learning rate at the kept step as a share of its peak, and the median training wall time
+    (the history's seconds: where the study's time goes, on the machine that ran it). The fraction is shown because
     patience and budget count epochs: an epoch is at least MIN_STEPS_PER_EPOCH steps, but older records counted
     passes, which a smaller training set makes in fewer steps."""
     rows = []
@@ -519,16 +520,18 @@ def convergence_table(records) -> pd.DataFrame:
                              "fraction": params.get("fraction"), "steps": h.get("steps"), "best_step": h.get("best_step"),
                              "stopped_early": bool(h.get("stopped_early")),
                              "still_improving": bool(h.get("still_improving")),
-                             "lr_at_best": _rate_at_kept_step(h, params.get("decay_epochs"))})
+                             "lr_at_best": _rate_at_kept_step(h, params.get("decay_epochs")),
+                             "train_s": h.get("seconds")})
     if not rows:
         return pd.DataFrame(columns=["notebook", "model", "fraction", "runs", "median_steps", "median_best_step",
-                                     "stopped_early", "still_improving", "lr_at_best"])
+                                     "stopped_early", "still_improving", "lr_at_best", "median_train_s"])
     df = pd.DataFrame(rows)
     return (df.groupby(["notebook", "model", "fraction"], sort=True, dropna=False)
               .agg(runs=("steps", "size"), median_steps=("steps", "median"), median_best_step=("best_step", "median"),
                    stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"),
-                   lr_at_best=("lr_at_best", "median"))
-              .reset_index())
+                   lr_at_best=("lr_at_best", "median"), median_train_s=("train_s", "median"))
+              .reset_index()
+              .astype({"median_train_s": float}).round({"median_train_s": 0}).astype({"median_train_s": "Int64"}))
 
 
 # The methods' accuracy targets of the study's issues 14-16 (test split or external set, the headline condition):

@@ -263,7 +263,7 @@ def test_models_that_ran_out_of_budget_still_improving_are_flagged(tmp_path):
     for seed, improving in ((0, True), (1, False)):
         r = fake_record("02_baselines", seed)
         r["history"] = {"image": {"best_epoch": 9, "steps": 90, "best_step": 90, "stopped_early": False,
-                                  "still_improving": improving},
+                                  "still_improving": improving, "seconds": 10.0 + 20 * seed},
                         "audio_mel": {"best_epoch": 3, "steps": 72, "best_step": 36, "stopped_early": True,
                                       "still_improving": False}}
         write_fake(tmp_path, r)
@@ -273,6 +273,7 @@ def test_models_that_ran_out_of_budget_still_improving_are_flagged(tmp_path):
     assert "Flagged: 02_baselines history/image at fraction 0.8 (1/2)." in text
     c = tables.convergence_table([json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")])
     assert c.set_index("model").loc["history/audio_mel", "stopped_early"] == 2
+    assert c.set_index("model").loc["history/image", "median_train_s"] == 20.0   # the median of 10 s and 30 s
 
 
 def test_the_learning_rate_at_the_kept_step_follows_the_schedule_the_run_trained_with():

@@ -141,14 +141,20 @@ def grid_files() -> list[Path]:
     return sorted(PARAMS_DIR.glob("*.yaml")) if PARAMS_DIR.is_dir() else []
 
 
-def grid_points(results_dir, profile: str = "full"):
-    """(grid file name, its notebook, [(point, its run folder under results_dir)]) for every grid that loads."""
+def loaded_grids(profile: str = "full"):
+    """(grid file name, its notebook, its `profile` points) for every grid that loads."""
     for grid in grid_files():
         try:
             notebook, points = load_grid(grid, profile)
         except StudyError:
             continue
-        yield grid.name, notebook, [(p, records.default_run_dir(notebook.stem, p, results_dir)) for p in points]
+        yield grid.name, notebook, points
+
+
+def grid_points(results_dir, profile: str = "full"):
+    """(grid file name, its notebook, [(point, its run folder under results_dir)]) for every grid that loads."""
+    for name, notebook, points in loaded_grids(profile):
+        yield name, notebook, [(p, records.default_run_dir(notebook.stem, p, results_dir)) for p in points]
 
 
 def grid_run_dirs(results_dir=None, profile: str = "full") -> dict[str, set[str]]:
@@ -161,8 +167,8 @@ def grid_seeds(profile: str = "full") -> dict[str, set[tuple[str, int]]]:
     """Grid file name -> the (notebook stem, seed) pairs of its `profile` points. Unlike the run folders, which
     hash every parameter, these survive a change of the grid's other settings (its epochs, a new default), so a
     study made by an earlier version of a grid file is still found by the seeds it drew."""
-    return {name: {(notebook.stem, int(p["seed"])) for p, _ in points}
-            for name, notebook, points in grid_points(RESULTS_DIR, profile)}
+    return {name: {(notebook.stem, int(p["seed"])) for p in points}
+            for name, notebook, points in loaded_grids(profile)}
 
 
 def points_at_once(measured: dict) -> float | None:

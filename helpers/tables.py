@@ -531,7 +531,7 @@ def convergence_table(records) -> pd.DataFrame:
                    stopped_early=("stopped_early", "sum"), still_improving=("still_improving", "sum"),
                    lr_at_best=("lr_at_best", "median"), median_train_s=("train_s", "median"))
               .reset_index()
-              .astype({"median_train_s": float}).round({"median_train_s": 0}).astype({"median_train_s": "Int64"}))
+              .round({"median_train_s": 0}).astype({"median_train_s": "Int64"}))
 
 
 # The methods' accuracy targets of the study's issues 14-16 (test split or external set, the headline condition):

@@ -157,12 +157,6 @@ def grid_points(results_dir, profile: str = "full"):
         yield name, notebook, [(p, records.default_run_dir(notebook.stem, p, results_dir)) for p in points]
 
 
-def grid_run_dirs(results_dir=None, profile: str = "full") -> dict[str, set[str]]:
-    """Grid file name -> the run folders of its `profile` points under results_dir (grids that do not load: none)."""
-    return {name: {str(d) for _, d in points}
-            for name, _, points in grid_points(Path(results_dir or RESULTS_DIR), profile)}
-
-
 def grid_seeds(profile: str = "full") -> dict[str, set[tuple[str, int]]]:
     """Grid file name -> the (notebook stem, seed) pairs of its `profile` points. Unlike the run folders, which
     hash every parameter, these survive a change of the grid's other settings (its epochs, a new default), so a
@@ -198,7 +192,8 @@ def measured_study(results_dir=None, profile: str = "full") -> dict:
                 sources[source] += 1
             per_grid[name]["found"] += 1
     if not points:
-        return {"available": False, "reason": f"no executed {profile}-profile points under {results_dir / 'runs'}"}
+        return {"available": False, "code_version": version,
+                "reason": f"no executed {profile}-profile points of code {version} under {results_dir / 'runs'}"}
     wall, end = 0.0, None
     for start, stop in sorted(points.values()):
         if end is None or start > end:
@@ -206,7 +201,8 @@ def measured_study(results_dir=None, profile: str = "full") -> dict:
         elif stop > end:
             wall, end = wall + (stop - end).total_seconds(), stop
     total = sum(g["points"] for g in per_grid.values())
-    return {"available": True, "profile": profile, "wall_s": round(wall, 3), "unique_points": len(points),
+    return {"available": True, "profile": profile, "code_version": version, "wall_s": round(wall, 3),
+            "unique_points": len(points),
             "compute_s": round(sum((b - a).total_seconds() for a, b in points.values()), 3),
             "complete": all(g["found"] == g["points"] for g in per_grid.values()), "grids": per_grid,
             "first_start": min(a for a, _ in points.values()).isoformat(),
@@ -238,7 +234,8 @@ def _run_interval(run_dir: Path, notebook_name: str):
 
 def compare_records(committed: dict, fresh: dict) -> dict:
     """How far a re-run record is from the committed one: code versions, and per result row (method, protocol,
-    view, test set) the accuracy difference and, where both keep per-item predictions, how many items differ."""
+    view, test set) the accuracy difference and, where both keep per-item predictions, how many items differ;
+    rows and prediction rows that only one of the two has are counted (a re-run that lost rows is not identical)."""
     def rows(record):
         return {(r.get("method"), r.get("protocol"), r.get("view"), r.get("test_set")): r
                 for r in record.get("results") or [] if r.get("accuracy") is not None}
@@ -256,6 +253,7 @@ def compare_records(committed: dict, fresh: dict) -> dict:
             "rows_equal": sum(d == 0 for d in diffs), "max_accuracy_diff": max(diffs, default=None),
             "mean_accuracy_diff": sum(diffs) / len(diffs) if diffs else None,
             "prediction_rows": len(items), "prediction_rows_identical": sum(n == 0 for n in items.values()),
+            "prediction_rows_only_one_side": len(set(pa) ^ set(pb)),
             "items_differ": {k: n for k, n in items.items() if n}}
 
 
@@ -304,7 +302,9 @@ def reproduce(grid, profile: str = "full", points=None, workdir=None, results_di
     return {"grid": Path(grid).name, "profile": profile, "code_version": version, "threads": threads,
             "cpu_model": records.cpu_model(),
             "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workdir": str(workdir), "points": out,
-            "identical": bool(ran) and all(e["rows_equal"] == e["rows"] and not e["items_differ"] for e in ran)}
+            "identical": bool(ran) and all(e["rows_equal"] == e["rows"] and not e["items_differ"]
+                                            and not e["rows_only_one_side"] and not e["prediction_rows_only_one_side"]
+                                            for e in ran)}
 
 
 def main(argv=None) -> int:

@@ -54,8 +54,10 @@ def _bench_details(bench: dict) -> list[str]:
                                   if c.get("peak_fraction") is not None) for kind, objs in cases.items()))
     batched = {k: b for k, b in (bench.get("batched_seeds") or {}).items() if b.get("gain") is not None}
     if batched:
-        out.append("- batched seeds (3 models of a kind in one vmapped step against 3 steps apart; not used by the "
-                   "study's loop): " + ", ".join(f"{k} x{b['gain']:.2f} ({b['apart_step_ms']:.0f} ms apart, "
+        seeds = sorted({b.get("seeds") for b in batched.values()}, key=str)
+        n = "/".join(map(str, seeds))
+        out.append(f"- batched seeds ({n} models of a kind in one vmapped step against {n} steps apart; not used by "
+                   "the study's loop): " + ", ".join(f"{k} x{b['gain']:.2f} ({b['apart_step_ms']:.0f} ms apart, "
                                                  f"{b['together_step_ms']:.0f} ms together)" for k, b in batched.items()))
     nbs = [r for r in runs.get("notebooks") or [] if r.get("seconds")]
     if nbs:

@@ -6,7 +6,8 @@ and refreshes the generated blocks (results, performance) of the repository's RE
     update_readme_blocks("README.md", blocks)     # the text between each block's markers
 
 The numbers come from helpers.tables, the figures from helpers.plots; every sentence of findings here is
-computed from the records. Nothing here imports torch: the report works wherever pandas and matplotlib do.
+computed from the records. Nothing here imports torch at import time; only the convergence table of records
+with training histories reads helpers.training's schedule (torch).
 """
 from __future__ import annotations
 
@@ -50,12 +51,15 @@ def _clear(folder: Path, suffix: str, prefixes=None) -> None:
 
 
 def one_study(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """The records of one code version, the one of the newest record (by written_at): a study is what one code
-    computed, so a re-run in progress is reported alone, never averaged with the study it replaces. Returns
-    (those records, {other code version: how many records were left out})."""
-    if not records:
+    """The records of one code version, the one of the newest record with results (by written_at): a study is
+    what one code computed, so a re-run in progress is reported alone, never averaged with the study it
+    replaces. Analysis records (notebooks 05 and 07, which read the others) choose nothing: re-running one on a
+    changed checkout must not hide the study it analyses. Returns (those records, {other code version: how many
+    records were left out})."""
+    made = [r for r in records if isinstance(r.get("results"), list)] or records
+    if not made:
         return records, {}
-    newest = max(records, key=lambda r: str(r.get("written_at") or "")).get("code_version")
+    newest = max(made, key=lambda r: str(r.get("written_at") or "")).get("code_version")
     left_out = Counter(str(r.get("code_version")) for r in records if r.get("code_version") != newest)
     return [r for r in records if r.get("code_version") == newest], dict(left_out)
 
@@ -74,9 +78,13 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
         records, left_out = one_study(records)
     df = results_table(records)
     analysis = sorted({r.get("notebook", "?") for r in records if not isinstance(r.get("results"), list)})
+    # the recipes grid's own seeds have a section of their own; the study's tables and summary.csv leave them out
+    own = _own_section_runs(records)
+    study = [r for r in records if str(r.get("run_dir")) not in own]
+    study_df = results_table(study) if len(study) < len(records) else df
 
-    # summary.csv: every condition, every metric, over seeds
-    parts = [summarise(df, metric=m) for m in METRICS if m in df and df[m].notna().any()]
+    # summary.csv: every condition of the study, every metric, over seeds
+    parts = [summarise(study_df, metric=m) for m in METRICS if m in study_df and study_df[m].notna().any()]
     summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*condition_columns(df), "metric", "mean", "lo", "hi", "sd", "n"])
     rec.atomic_write_text(results_dir / "summary.csv", summary.to_csv(index=False))
@@ -104,10 +112,7 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
                   "Run a notebook (e.g. `python -m helpers sweep params/noise_02.yaml --profile quick`) "
                   "and then `python -m helpers report` again.", ""]
     else:
-        own = _own_section_runs(records)
-        study = [r for r in records if str(r.get("run_dir")) not in own]
-        lines += _report_body(results_table(study) if len(study) < len(records) else df, study, fig_dir, figures,
-                              blocks)
+        lines += _report_body(study_df, study, fig_dir, figures, blocks)
         lines += _recipes_section(df, records)
     wall = _study_wall_time(results_dir)
     if wall:
@@ -158,6 +163,9 @@ def _reproduction_section(path: Path) -> list[str]:
                          "CPU (committed / re-run)": f"{models[0] or 'not recorded'} / {models[1] or 'not recorded'}",
                          "threads": check.get("threads"), "status": e.get("status"),
                          "rows equal": f"{e['rows_equal']} of {e['rows']}" if ran else "–",
+                         "rows on one side only (results / predictions)":
+                             f"{e.get('rows_only_one_side', 0)} / {e.get('prediction_rows_only_one_side', 'not counted')}"
+                             if ran else "–",
                          "predictions identical": f"{e['prediction_rows_identical']} of {e['prediction_rows']}"
                          if ran else "–",
                          "largest accuracy difference": f"{e['max_accuracy_diff']:.3f}"
@@ -210,11 +218,12 @@ def _own_section_runs(records) -> set[str]:
 def _study_wall_time(results_dir: Path) -> str:
     """One sentence: how many of the full profile's points this code has executed, and their wall time
     (collect.measured_study: from the records' own start and write times, else the executed notebooks). Where
-    results/bench.json kept a measurement of more points (made when their executed notebooks were there; git
-    ignores them, so a fresh clone has fewer), that one, said as such; "" when there is none."""
+    results/bench.json kept a measurement of more points (made by the code of then, whose records the current
+    code and grid files no longer count as theirs), that one, said as such; "" when there is none."""
     import json
     from .collect import measured_study, points_at_once
-    m, kept = measured_study(results_dir, "full"), ""
+    m_now = measured_study(results_dir, "full")
+    m, kept = m_now, ""
     try:
         bench = json.loads((results_dir / "bench.json").read_text(encoding="utf-8"))
         stored = bench["runs"]["full_study_measured"]
@@ -237,8 +246,9 @@ def _study_wall_time(results_dir: Path) -> str:
             + (f" ({at_once:.2f} points running at once on average: the cores' use)" if at_once else "")
             + ", on the machine that ran them.")
     if kept:
-        return (f"As results/bench.json measured it on {kept}, when the executed notebooks were there (git ignores "
-                f"them: this checkout has fewer), the full profile's points executed by the code of then: {what}")
+        return (f"As results/bench.json measured it on {kept}, the full profile's points executed by the code of then"
+                f" (`{m.get('code_version', 'not recorded')}`; the current code, `{rec.code_version()}`, has executed "
+                f"{m_now.get('unique_points', 0)} of the current grid files' points under this folder): {what}")
     return f"The full profile's points executed by the current code: {what}"
 
 
@@ -458,6 +468,9 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         pairs.append(("best small multimodal model vs the image-only CNN (image view)", mm,
                       {"method": "image", "protocol": "supervised", "view": "image"}))
     tested = []
+    # the item-level look-ups read the runs the seed-level test read, never another grid's variant of a seed
+    table_runs = set(select(d, cond)["run_dir"]) if "run_dir" in d else None
+    in_table = [r for r in records if table_runs is None or r.get("run_dir") in table_runs]
     for title, a, b in pairs:
         if a == b:
             continue
@@ -468,11 +481,11 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
             continue
         text = f"{title}: {c['statement']}"
         try:   # the same comparison item by item, so the interval covers the test sample too
-            text += "; item level: " + item_statement(item_comparison(records, a, b, where=cond))
+            text += "; item level: " + item_statement(item_comparison(in_table, a, b, where=cond))
         except StudyError as e:
             text += f"; item level: not available ({e})"
         out.append(text + ".")
-        tested.append((title, c["p_value"]))
+        tested.append((title, None if pd.isna(c["cohens_dz"]) else c["p_value"]))   # no spread: no test
     if len(tested) > 1:
         adjusted = holm([p for _, p in tested])
         out.append(f"{len(tested)} comparisons above; Holm-adjusted paired t-test p-values: "
@@ -541,9 +554,9 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
             f"What the headline numbers show: accuracy on a fixed held-out split of this one collection "
             f"({', '.join(map(str, n_test)) or '?'} test items per modality), averaged over {seeds} seed(s) "
             f"(training subset, noisy labels and initialisation change with the seed; the test split does not). "
-            f"The intervals are over seeds only: they do not include test-set sampling error, which at this test "
-            f"size is itself several accuracy points (binomial standard error ≈ "
-            f"{math.sqrt(0.25 / max(min(n_test or [1]), 1)):.3f} at 50% accuracy).")
+            f"A t interval over seeds leaves out test-set sampling error, which at this test size is itself several "
+            f"accuracy points (binomial standard error ≈ {math.sqrt(0.25 / max(min(n_test or [1]), 1)):.3f} at 50% "
+            f"accuracy); the bootstrap intervals over seeds and test items take it in.")
         external = d[d["test_set"] == "external"]
         out.append(
             "What they do not show: that a model recognises the animal rather than the recording conditions "
@@ -628,10 +641,12 @@ def _bandlimit_target(d: pd.DataFrame, records) -> list[str]:
             continue
         s = item_summary(r, records, metric="drop")
         worst = s.sort_values("mean").iloc[0]
-        met = bool((s["mean"] > -0.02).all())
+        # met when every audio model's interval lies above -2 points, missed when one lies below it
+        met = ("met" if (s["lo"] > -0.02).all() else "missed" if (s["hi"] <= -0.02).any()
+               else "not established (an interval spans -0.02)")
         out.append(f"Band-limit drop of the audio models with {variant}: worst {worst['method']} "
                    f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'], interval=worst['interval'])}; "
-                   f"target (< 2 points for every audio model) {'met' if met else 'missed'}"
+                   f"target (< 2 points for every audio model) {met}"
                    + (" (at 8 kHz a 4 kHz band limit is the Nyquist frequency and removes almost nothing, so this "
                       "check is weak by construction; the 16 kHz variant shows what the common bandwidth protects "
                       "against)" if variant == "defaults" and MITIGATIONS["sample_rate"] <= 8000 else "") + ".")
@@ -675,15 +690,31 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
              f"({where}); mean [95% t interval over seeds] (n):\n\n" + _md_table(shown), ""]
     worst = parts["drop"].sort_values("mean").iloc[0]
     key = f"{worst['method']}/{worst['protocol']}/{worst['view']}/external"
-    recalls = [r["details"][key]["per_class_recall"] for r in records
-               if key in (r.get("details") or {}) and all(r.get("params", {}).get(k) == v for k, v in cond.items())]
+    # the runs of the table above, never another grid's variant of the same seed
+    table_runs = set(runs["run_dir"]) if "run_dir" in runs else None
+    used = [r for r in records if key in (r.get("details") or {}) and (table_runs is None or r.get("run_dir") in
+                                                                      table_runs)
+            and all(r.get("params", {}).get(k) == v for k, v in cond.items())]
+    recalls = [r["details"][key]["per_class_recall"] for r in used]
     if recalls:
-        classes = next(r["classes"] for r in records if key in (r.get("details") or {}))
+        classes = used[0]["classes"]
         mean = pd.DataFrame(recalls, columns=classes).mean().dropna()
         lines += [f"Largest drop: {worst['method']} ({worst['protocol']}, {worst['view']}) "
                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}. Its per-class recall on the "
                   "external items, mean over runs: " + ", ".join(f"{c} {v:.2f}" for c, v in mean.items()) + ".", ""]
     return lines
+
+
+def target_verdict(mean: float, lo: float, hi: float, threshold: float) -> str:
+    """Whether an accuracy with its interval [lo, hi] meets `>= threshold`: met only when the whole interval is
+    at or above it, missed when the whole interval is below it, and otherwise not established either way (the
+    mean alone would call a coin toss)."""
+    gap = mean - threshold
+    if lo >= threshold:
+        return "yes"
+    if hi < threshold:
+        return f"**no**, by {-gap:.3f}"
+    return f"not established: the interval spans it (mean {gap:+.3f} from it)"
 
 
 def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
@@ -697,16 +728,16 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
         first = group.iloc[0]
         ci = item_summary(group, records).iloc[0]
         how = " t over seeds" if ci["interval"] == "t" else ""
-        gap = ci["mean"] - first["threshold"]
         out.append({"issue": issue, "target": what, "test set": first["test_set"],
                     "method": f"{first['method']} ({first['protocol']}, {first['view']})",
                     "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"], interval=ci["interval"]) + how,
                     "wanted": f">= {first['threshold']:g}",
-                    "met": "yes" if gap >= 0 else f"**no**, by {-gap:.3f}"})
+                    "met": target_verdict(ci["mean"], ci["lo"], ci["hi"], first["threshold"])})
     return ["## Targets", "", f"The methods' targets ({where}): where several methods qualify, the one with the best "
             "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
             "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The "
-            "targets are for the methods, never for the comparisons.", "",
+            "targets are for the methods, never for the comparisons. A target is met when its whole interval is at "
+            "or above it, missed when its whole interval is below it, and not established otherwise.", "",
             _md_table(pd.DataFrame(out), index=False), "", *_recipe_lines(rows, records)]
 
 
@@ -993,7 +1024,7 @@ def _render_notebooks(results_dir: Path, out_dir: Path, run_dirs: set[str] | Non
     return written, problems
 
 
-# ---------------------------------------------------------------------------- performance (bench JSON)
+# ---------------------------------------------------------------------------- command line
 
 def main(argv=None) -> int:
     """`python -m helpers report [--results results] [--no-html]`."""

@@ -7,7 +7,8 @@ tables (learning curves: helpers.curves; figures: helpers.plots; the written rep
     compare_methods(df, "contrastive", "image", view="image", over=["noise"])
     counterfactual_drops(df)                          # changed minus plain test accuracy, per run
 
-Nothing here imports torch: the tables work wherever pandas does (the report, the analysis notebooks).
+Nothing here imports torch at import time (the report, the analysis notebooks); convergence_table reads
+helpers.training's schedule (torch) for records with training histories.
 """
 from __future__ import annotations
 
@@ -322,9 +323,11 @@ def _statement(row: dict, confidence: float = 0.95) -> str:
     text = f"{prefix}{row['a']} - {row['b']} = {row['mean_diff']:+.3f} {row['metric']}"
     if row["n"] < 2:
         return text + " on 1 paired seed: no test possible (run more seeds)"
-    text += (f", {confidence:.0%} CI [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}], {row['test']} over "
-             f"{row['n']} paired seeds p = {row['p_value']:.3g}")
-    text += f", effect size d_z = {row['cohens_dz']:.2f}" if row["cohens_dz"] is not None else ", no spread in the differences"
+    if pd.isna(row["cohens_dz"]):   # the same difference in every seed: a t-test's p would be 0 or 1 by fiat
+        text += f", the same in all {row['n']} paired seeds: no spread in the differences, no t-test"
+    else:
+        text += (f", {confidence:.0%} CI [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}], {row['test']} over "
+                 f"{row['n']} paired seeds p = {row['p_value']:.3g}, effect size d_z = {row['cohens_dz']:.2f}")
     if row.get("differences"):
         text += f" (settings differ: {row['differences']})"
     return text
@@ -432,7 +435,9 @@ def format_diff(row, digits: int = 3) -> str:
     text = f"{row['mean_diff']:+.{digits}f}"
     if row["n"] >= 2 and row["ci_lo"] is not None and not pd.isna(row["ci_lo"]):
         text += f" [{row['ci_lo']:+.{digits}f}, {row['ci_hi']:+.{digits}f}], n={int(row['n'])}"
-        if row.get("p_value") is not None and not pd.isna(row.get("p_value")):
+        if "cohens_dz" in row and pd.isna(row["cohens_dz"]):   # no spread across seeds: nothing for a t-test
+            text += ", no spread across seeds: no t-test"
+        elif row.get("p_value") is not None and not pd.isna(row.get("p_value")):
             text += f", p={row['p_value']:.2g}"
     else:
         text += f" (n={int(row['n'])}, no interval)"

@@ -24,7 +24,7 @@ RECIPES = {name: schema.param("02_baselines", name).default for name in ("mix", 
 # because shortcuts imports torch (a test checks they agree).
 AUDIO_TEST_SETS = ("bandlimit_4k", "bandlimit_2k", "telephone_band", "mu_law_8bit", "noise_10db", "reverb_0.5s",
                    "quieter_12db", "cut_1s")
-# Protocols that classify the items of one test set: a counterfactual drop is defined for them.
+
 
 def _against_plain(results, external: bool) -> pd.DataFrame:
     """Rows of the other test sets (the counterfactuals, or the external data) beside the same run's

@@ -147,6 +147,11 @@ def test_compare_records_counts_the_items_that_differ():
     c = collect.compare_records(a, b)
     assert c["rows_equal"] == 1 and c["max_accuracy_diff"] == pytest.approx(0.25)
     assert c["items_differ"] == {"m/p/image/test": 2} and c["prediction_rows_identical"] == 1
+    # a re-run that lost a row is counted, not passed over
+    lost = {**a, "results": a["results"][:1], "predictions": {"m/p/audio/test": [0, 1, 2, 3]}}
+    c = collect.compare_records(a, lost)
+    assert c["rows"] == c["rows_equal"] == 1 and c["rows_only_one_side"] == 1
+    assert c["prediction_rows_only_one_side"] == 1 and not c["items_differ"]
 
 
 def test_reproduce_reruns_committed_points_into_a_scratch_folder(monkeypatch, tmp_path, grid, folder):

@@ -123,6 +123,8 @@ def test_the_recipes_grids_own_runs_stay_out_of_the_study(tmp_path):
         return text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
     records.write_record(records.default_run_dir("02_baselines", point, folder), {"code_version": "fakecode", **record})
     assert "(n=3)" in headline() and "(n=4)" not in headline()
+    summary = pd.read_csv(folder / "summary.csv")   # the study's summary leaves the recipes grid's seeds out too
+    assert summary["n"].max() == 3
     # the same seed at a folder no grid lists (the grid's epochs changed since it ran) is still the recipes grid's
     records.write_record(folder / "runs" / "02_baselines" / "older", {"code_version": "fakecode", **record})
     assert "(n=3)" in headline() and "(n=4)" not in headline()
@@ -391,6 +393,20 @@ def test_one_code_version_is_reported_the_newest_and_the_rest_is_counted(tmp_pat
     assert "Left out: 2 record(s) made by other code versions (`oldcode` 2)" in text and "`newcode`" in text
     out = report.write_report(folder, html=False, all_versions=True)
     assert out["records"] == 3 and out["left_out"] == {}
+    # an analysis record (notebook 07 reads the others) re-run later on changed code chooses nothing
+    records.write_record(folder / "runs" / "07_scaling" / "analysis",
+                         {"notebook": "07_scaling", "params": {"seed": 0}, "code_version": "othercode",
+                          "written_at": "2026-12-02T10:00:00", "analysis": {"fits": []}})
+    out = report.write_report(folder, html=False)
+    assert out["left_out"] == {"oldcode": 2, "othercode": 1} and "`newcode`" in (folder / "README.md").read_text()
+
+
+def test_a_target_is_met_only_when_its_whole_interval_is():
+    assert report.target_verdict(0.84, 0.81, 0.87, 0.8) == "yes"
+    assert report.target_verdict(0.75, 0.70, 0.79, 0.8) == "**no**, by 0.050"
+    spans = report.target_verdict(0.834, 0.783, 0.886, 0.8)
+    assert spans.startswith("not established") and "+0.034" in spans
+    assert report.target_verdict(0.981, 0.960, 0.998, 0.985).startswith("not established")
 
 
 def test_reproduction_checks_are_reported(tmp_path):
@@ -406,7 +422,8 @@ def test_reproduction_checks_are_reported(tmp_path):
     report.write_report(folder, html=False)
     text = (folder / "README.md").read_text()
     section = text[text.index("## Reproduction"):].split("\n## ")[0]
-    assert ("| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 1 of 8 | 0.062 | "
+    assert ("| 0 (seed 0) | fakecode | not recorded / AMD EPYC | 1 | ran | 4 of 10 | 0 / not counted | 1 of 8 "
+            "| 0.062 | "
             "`image/supervised/image` |") in section
     assert "(CPU model, torch threads: records): not recorded, not recorded: 13." in text
     # the fake records' code is not this checkout's: the report says the numbers are not this code's

@@ -162,6 +162,9 @@ def test_effect_table_and_paired_differences(df):
     f = tables.effect_table(df[df["noise"] == 0.0], axis="fraction")
     assert set(f["baseline"]) == {0.8} and set(f["fraction"]) == {0.2}
     assert "n=3" in tables.format_diff(row)
+    # the same difference in every seed: no spread, so no t-test and no p (it would be 0 by fiat)
+    same = {"mean_diff": -0.021, "ci_lo": -0.021, "ci_hi": -0.021, "n": 3, "p_value": 0.0, "cohens_dz": None}
+    assert tables.format_diff(same).endswith("n=3, no spread across seeds: no t-test")
 
 
 def test_counterfactual_drops_of_a_record_and_of_a_table_agree(df):

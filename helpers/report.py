@@ -820,15 +820,18 @@ def _finetune_section(records) -> list[str]:
     setting = study_setting([r.get("params") or {} for r in records])
     scratch = [r for r in records if r.get("notebook") == "02_baselines" and not r["params"].get("noise")
                and r["params"].get("fraction") == fraction and at_defaults(r["params"], setting)]
-    rows = pd.DataFrame([row for r in tuned for row in r.get("results") or []])
+    # each result row with the audio encoder its own run fine-tuned, so a method is paired with its own architecture
+    rows = pd.DataFrame([{**row, "encoder": r["params"].get("audio_encoder"), "run_dir": str(r.get("run_dir"))}
+                         for r in tuned for row in r.get("results") or []])
     # one network per view: the fused views of notebook 02 (late fusion) pick their audio half on validation
     rows = rows[(rows["protocol"] == "finetune") & (rows["test_set"] == "test") & rows["view"].isin(["audio", "image"])]
     out, p_values = [], []
-    for (method, view), _ in rows.groupby(["method", "view"], sort=False):
-        kind = "image" if view == "image" else next(r["params"]["audio_encoder"] for r in tuned)
+    for (method, view, encoder), group in rows.groupby(["method", "view", "encoder"], sort=False, dropna=False):
+        kind = "image" if view == "image" else encoder
+        mine = [r for r in tuned if str(r.get("run_dir")) in set(group["run_dir"])]
         spec = {"method": method, "protocol": "finetune", "view": view}
         base = {"method": kind, "protocol": "supervised", "view": view}
-        ft, probe = (accuracy_interval(tuned, {**spec, "protocol": pr}) for pr in ("finetune", "linear_probe"))
+        ft, probe = (accuracy_interval(mine, {**spec, "protocol": pr}) for pr in ("finetune", "linear_probe"))
         sc = accuracy_interval(scratch, base)
         if ft is None:
             continue
@@ -836,7 +839,7 @@ def _finetune_section(records) -> list[str]:
                "frozen linear probe (same runs)": format_ci(**_ci(probe)) if probe else "–",
                "from scratch (notebook 02)": f"{kind} {format_ci(**_ci(sc))}" if sc else f"{kind}: no record"}
         try:
-            c = paired_items(correct_by_seed(tuned, spec), correct_by_seed(scratch, base))
+            c = paired_items(correct_by_seed(mine, spec), correct_by_seed(scratch, base))
         except StudyError:
             c = None
         row["fine-tuned minus from scratch"] = (f"{c['mean_diff']:+.3f} [{c['ci_lo']:+.3f}, {c['ci_hi']:+.3f}] over "

@@ -91,12 +91,19 @@ def _first_line(text) -> str | None:
     return None if not text else str(text).strip().splitlines()[0][:300]
 
 
-def _dig(results: dict, path: tuple):
+def _section(results: dict, path: tuple):
+    """The value at path in the nested results, or None."""
     for key in path:
         if not isinstance(results, dict) or key not in results:
             return None
         results = results[key]
-    return results if isinstance(results, (int, float)) and not isinstance(results, bool) else None
+    return results
+
+
+def _dig(results: dict, path: tuple):
+    """The number at path in the nested results, or None."""
+    value = _section(results, path)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def machine_info() -> dict:
@@ -574,9 +581,28 @@ def evaluate_targets(results: dict) -> list[dict]:
     for name, what, op, threshold, unit, path in TARGETS:
         value = _dig(results, path)
         met = None if value is None else (value < threshold if op == "<" else value >= threshold)
-        rows.append({"name": name, "what": what, "target": f"{op} {threshold:g}{(' ' + unit) if unit else ''}",
-                     "threshold": threshold, "unit": unit, "measured": value, "met": met})
+        row = {"name": name, "what": what, "target": f"{op} {threshold:g}{(' ' + unit) if unit else ''}",
+               "threshold": threshold, "unit": unit, "measured": value, "met": met}
+        broken = _incomplete(_section(results, path[:-1]))
+        if broken:   # a time of work that failed or is partial is no measurement of the target
+            row.update(met=False, why=broken)
+        rows.append(row)
     return rows
+
+
+def _incomplete(section) -> str | None:
+    """Why a target's section cannot meet it (an error, failed or skipped grid points, a study not every point of
+    which was measured), or None."""
+    if not isinstance(section, dict):
+        return None
+    if section.get("error") or section.get("status") == "failed":
+        return f"failed: {_first_line(str(section.get('error')))}"
+    if section.get("complete") is False:
+        return "not every point of every grid was measured"
+    grids = section.get("grids")
+    bad = [g.get("grid") for g in grids if g.get("failed") or g.get("status") == "skipped"] \
+        if isinstance(grids, list) else []
+    return f"failed or skipped points in {', '.join(map(str, bad))}" if bad else None
 
 
 def run_bench(spec: str = "animals", data_root: str | None = None, *, quick: bool = False, batch_size: int = 64,
@@ -668,7 +694,8 @@ def format_table(results: dict) -> str:
              f"{'target':<55} {'goal':>12} {'measured':>12}  met"]
     for t in results["targets"]:
         value = "n/a" if t["measured"] is None else f"{t['measured']:,.3f}"
-        lines.append(f"{t['what']:<55} {t['target']:>12} {value:>12}  {met[t['met']]}")
+        lines.append(f"{t['what']:<55} {t['target']:>12} {value:>12}  {met[t['met']]}"
+                     + (f" ({t['why']})" if t.get("why") else ""))
     return "\n".join(lines)
 
 

@@ -129,11 +129,19 @@ def drop_by_seed(records, spec: dict, test_set: str) -> dict:
     return out
 
 
+def interval_text(result: dict, over: str = "paired bootstrap") -> str:
+    """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (paired bootstrap)' from a paired_items result; with one
+    seed the bootstrap resamples the items of one training run only, and the text says so."""
+    one = (": one training run, so the interval leaves out how training varies with the seed"
+           if result["seeds"] < 2 else "")
+    return (f"{result['mean_diff']:+.3f} [{result['ci_lo']:+.3f}, {result['ci_hi']:+.3f}] over {result['seeds']} "
+            f"seed(s) x {result['items']} items ({over}{one})")
+
+
 def statement(result: dict) -> str:
     """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (...); discordant items 21 vs 3, McNemar in one direction
     in every seed p = 0.12'."""
-    return (f"{result['mean_diff']:+.3f} [{result['ci_lo']:+.3f}, {result['ci_hi']:+.3f}] over {result['seeds']} "
-            f"seed(s) x {result['items']} items (paired bootstrap over seeds and items); discordant items "
+    return (interval_text(result, "paired bootstrap over seeds and items") + f"; discordant items "
             f"{result['a_only']} vs {result['b_only']}, McNemar in one direction in every seed p = "
             f"{result['mcnemar_p']:.2g}")
 

@@ -29,6 +29,13 @@ def class_counts(dataset) -> plt.Figure:
     return ax.figure
 
 
+def sample_rate_bins(rates) -> pd.Series:
+    """Each original sample rate's bin, named by the bin's edges (an 11127 Hz clip is not "16k"); the top bin is
+    open, so no rate drops out of the shares."""
+    return pd.cut(pd.Series(rates, dtype=float), [0, 11025, 16000, 24000, np.inf],
+                  labels=["<=11.0k", "(11.0k, 16k]", "(16k, 24k]", ">24k"])
+
+
 def durations_and_rates(dataset) -> plt.Figure:
     """Clip duration and original sample rate per class: each is a shortcut to the class."""
     meta = dataset.audio.meta.assign(cls=[dataset.classes[k] for k in dataset.audio.y])
@@ -39,8 +46,7 @@ def durations_and_rates(dataset) -> plt.Figure:
     a.set_ylabel("duration (s, log)")
     a.set_title("clip duration by class")
     a.tick_params(axis="x", rotation=45)
-    rates = pd.crosstab(meta.cls, pd.cut(meta.orig_sr, [0, 11025, 16000, 24000, 48000],
-                                         labels=["<=11k", "16k", "22-24k", ">=32k"]), normalize="index")
+    rates = pd.crosstab(meta.cls, sample_rate_bins(meta.orig_sr), normalize="index")
     rates.plot.barh(stacked=True, ax=b, title="original sample rate by class (share of clips)")
     b.legend(loc="lower right", fontsize=7)
     fig.tight_layout()

@@ -26,7 +26,8 @@ def performance_lines(bench_json: Path) -> list[str]:
             return "not measured"
         return f"{v:.1%}" if t.get("unit") == "" and v <= 1 else f"{v:,.2f} {t.get('unit') or ''}".strip()
     rows = pd.DataFrame([{"what": t["what"], "target": t["target"], "measured": value(t),
-                          "met": {True: "yes", False: "**no**", None: "–"}[t.get("met")]} for t in targets])
+                          "met": {True: "yes", False: "**no**", None: "–"}[t.get("met")]
+                          + (f" ({t['why']})" if t.get("why") else "")} for t in targets])
     return [f"Measured by `python -m helpers bench{' --quick' if run.get('quick') else ''} --json` on "
             f"{run.get('started_at', '?')[:10]}: {machine.get('cpu_model')}, {machine.get('cores')} cores, "
             f"{machine.get('device')}; load average {machine.get('load_avg_1m')} at the start and "

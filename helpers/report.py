@@ -21,8 +21,8 @@ import pandas as pd
 
 from . import records as rec, schema
 from .evaluation import holm
-from .items import (accuracy_interval, correct_by_seed, item_comparison, item_effect, item_summary, paired_items,
-                    statement as item_statement)
+from .items import (accuracy_interval, correct_by_seed, interval_text, item_comparison, item_effect, item_summary,
+                    paired_items, statement as item_statement)
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .schema import MIN_STEPS_PER_EPOCH
 from .plots import counterfactual_bars, headline_figure, plot_curve
@@ -510,8 +510,7 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
             try:   # item by item, so the interval covers the test sample too (and exists with one seed)
                 i = item_effect([rec_ for rec_ in records if rec_.get("run_dir") in runs], spec, x, extreme,
                                 r["baseline"])
-                text += (f", item level {i['mean_diff']:+.3f} [{i['ci_lo']:+.3f}, {i['ci_hi']:+.3f}] over "
-                         f"{i['seeds']} seed(s) x {i['items']} items (paired bootstrap)")
+                text += ", item level " + interval_text(i)
             except StudyError:
                 pass
             return text
@@ -842,8 +841,7 @@ def _finetune_section(records) -> list[str]:
             c = paired_items(correct_by_seed(mine, spec), correct_by_seed(scratch, base))
         except StudyError:
             c = None
-        row["fine-tuned minus from scratch"] = (f"{c['mean_diff']:+.3f} [{c['ci_lo']:+.3f}, {c['ci_hi']:+.3f}] over "
-                                                f"{c['seeds']} seed(s) x {c['items']} items" if c else "not paired")
+        row["fine-tuned minus from scratch"] = interval_text(c) if c else "not paired"
         p_values.append(c["mcnemar_p"] if c else None)
         out.append(row)
     if not out:

@@ -128,6 +128,16 @@ def test_targets_logic():
     assert rows["pipeline_speedup"]["met"] is True  # >= is inclusive
     assert rows["peak_memory"]["met"] is None and rows["peak_memory"]["measured"] is None
     assert rows["full_study_measured"]["measured"] is None  # a bool is not a measurement
+    # a time of work that failed or is partial meets nothing, however short it was
+    partial = {"runs": {"full_study_measured": {"wall_s": 60.0, "complete": False},
+                        "quick_profile": {"seconds": 5.0, "grids": [{"grid": "noise_02.yaml", "failed": 2}]},
+                        "pretraining": {"error": "Traceback\nboom"}}}
+    rows = {t["name"]: t for t in bench.evaluate_targets(partial)}
+    assert rows["full_study_measured"]["met"] is False and "not every point" in rows["full_study_measured"]["why"]
+    assert rows["quick_profile"]["met"] is False and "noise_02.yaml" in rows["quick_profile"]["why"]
+    assert rows["pretraining_run"]["met"] is False and rows["pretraining_run"]["why"] == "failed: Traceback"
+    complete = {"runs": {"full_study_measured": {"wall_s": 60.0, "complete": True}}}
+    assert bench.evaluate_targets(complete)[-1]["met"] is True and "why" not in bench.evaluate_targets(complete)[-1]
 
 
 @pytest.mark.parametrize("objective", sorted(PROJECT))

@@ -147,3 +147,10 @@ def test_drop_by_seed_and_item_summary_of_drops():
     bare = [{k: v for k, v in r.items() if k != "predictions"} for r in recs]
     t = items.item_summary(rows, bare, metric="drop").iloc[0]
     assert t["interval"] == "t" and t["method"] == "a (t)" and t["n"] == 2
+
+
+def test_an_interval_of_one_seed_says_it_leaves_out_the_seeds():
+    result = {"mean_diff": -0.2, "ci_lo": -0.28, "ci_hi": -0.14, "seeds": 1, "items": 175}
+    assert items.interval_text(result).endswith("over 1 seed(s) x 175 items (paired bootstrap: one training run, "
+                                                "so the interval leaves out how training varies with the seed)")
+    assert items.interval_text({**result, "seeds": 3}).endswith("over 3 seed(s) x 175 items (paired bootstrap)")

@@ -64,3 +64,9 @@ def test_counterfactual_bars_from_runs_or_their_summary(df):
     assert "one run" in one.get_suptitle() and [len(ax.patches) for ax in one.axes] == [3, 2]
     empty = plots.counterfactual_bars(drops.iloc[0:0])
     assert "no counterfactual results" in empty.axes[0].texts[0].get_text()
+
+
+def test_sample_rate_bins_are_named_by_their_edges():
+    bins = plots.sample_rate_bins([8000, 11025, 11127, 16000, 16393, 21276, 44100, 96000])
+    assert list(bins.astype(str)) == ["<=11.0k", "<=11.0k", "(11.0k, 16k]", "(11.0k, 16k]", "(16k, 24k]",
+                                      "(16k, 24k]", ">24k", ">24k"]

@@ -406,6 +406,14 @@ def _curve_slice(d: pd.DataFrame, x: str, other: str) -> tuple[pd.DataFrame, dic
 
 # ---------------------------------------------------------------------------- findings
 
+def _records_of(records, rows: pd.DataFrame) -> list:
+    """The records of the runs that `rows` (results_table rows) come from; all of them when rows name no run."""
+    if "run_dir" not in rows:
+        return list(records)
+    runs = {str(d) for d in rows["run_dir"]}
+    return [r for r in records if str(r.get("run_dir")) in runs]
+
+
 def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     """Headline findings, every number computed from the records."""
     out = []
@@ -469,8 +477,7 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
                       {"method": "image", "protocol": "supervised", "view": "image"}))
     tested = []
     # the item-level look-ups read the runs the seed-level test read, never another grid's variant of a seed
-    table_runs = set(select(d, cond)["run_dir"]) if "run_dir" in d else None
-    in_table = [r for r in records if table_runs is None or r.get("run_dir") in table_runs]
+    in_table = _records_of(records, select(d, cond))
     for title, a, b in pairs:
         if a == b:
             continue
@@ -690,9 +697,7 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
     worst = parts["drop"].sort_values("mean").iloc[0]
     key = f"{worst['method']}/{worst['protocol']}/{worst['view']}/external"
     # the runs of the table above, never another grid's variant of the same seed
-    table_runs = set(runs["run_dir"]) if "run_dir" in runs else None
-    used = [r for r in records if key in (r.get("details") or {}) and (table_runs is None or r.get("run_dir") in
-                                                                      table_runs)
+    used = [r for r in _records_of(records, runs) if key in (r.get("details") or {})
             and all(r.get("params", {}).get(k) == v for k, v in cond.items())]
     recalls = [r["details"][key]["per_class_recall"] for r in used]
     if recalls:
@@ -827,7 +832,7 @@ def _finetune_section(records) -> list[str]:
     out, p_values = [], []
     for (method, view, encoder), group in rows.groupby(["method", "view", "encoder"], sort=False, dropna=False):
         kind = "image" if view == "image" else encoder
-        mine = [r for r in tuned if str(r.get("run_dir")) in set(group["run_dir"])]
+        mine = _records_of(tuned, group)
         spec = {"method": method, "protocol": "finetune", "view": view}
         base = {"method": kind, "protocol": "supervised", "view": view}
         ft, probe = (accuracy_interval(mine, {**spec, "protocol": pr}) for pr in ("finetune", "linear_probe"))

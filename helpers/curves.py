@@ -3,6 +3,7 @@ say how much data a method needs for an accuracy, and fitted per method and view
 
     fit = fit_learning_curve(n_items, accuracies)    # LearningCurve(a, b, c, ...)
     data_needed(fit, 0.8)                            # items at which the curve reaches 0.8
+    items_needed_text(fit, 0.8)                      # the same, said with what the fit can support
     learning_curves(df)                              # one fit per method / protocol / view
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ class LearningCurve:
     x_max: float
     c_fixed: bool       # True when too few distinct x values to estimate c (it is then C_DEFAULT)
     ok: bool            # False when the curve could not be fitted (a single x value)
+    a_at_bound: bool = False  # True when a sits at its upper bound (a_max): the points do not show where it levels off
 
     def predict(self, x):
         x = np.asarray(x, dtype=float)
@@ -86,7 +88,8 @@ def fit_learning_curve(x, accuracies, a_max: float = 1.0) -> LearningCurve:
         return LearningCurve(mean, 0.0, C_DEFAULT, math.nan, c_fixed=True, ok=False, **common)
     if n_x == 2:
         a, b, sse = _fit_ab(x, y, C_DEFAULT, a_max)
-        return LearningCurve(a, b, C_DEFAULT, math.sqrt(sse / len(x)), c_fixed=True, ok=True, **common)
+        return LearningCurve(a, b, C_DEFAULT, math.sqrt(sse / len(x)), c_fixed=True, ok=True,
+                             a_at_bound=bool(a >= a_max - 1e-9), **common)
     # scale x so the grid of exponents behaves the same for fractions and item counts
     scale = float(np.exp(np.mean(np.log(x))))
     xs = x / scale
@@ -105,7 +108,7 @@ def fit_learning_curve(x, accuracies, a_max: float = 1.0) -> LearningCurve:
         pass
     # back to the caller's units: b * (x/scale)^-c = (b * scale^c) * x^-c
     return LearningCurve(float(a), float(b * scale ** c), float(c), math.sqrt(sse / len(x)),
-                         c_fixed=False, ok=True, **common)
+                         c_fixed=False, ok=True, a_at_bound=bool(a >= a_max - 1e-9), **common)
 
 
 def data_needed(fit: LearningCurve, target_accuracy: float) -> float:
@@ -121,6 +124,43 @@ def data_needed(fit: LearningCurve, target_accuracy: float) -> float:
     if target_accuracy >= fit.a:
         return math.inf
     return float((fit.b / (fit.a - target_accuracy)) ** (1.0 / fit.c))
+
+
+FAR_BEYOND = 10   # an inversion beyond this many times the largest training set run is no usable estimate
+
+
+def asymptote_text(fit: LearningCurve) -> str:
+    """Where the fitted curve levels off, or why the fit cannot say."""
+    if not fit.ok:
+        return "no curve could be fitted (one training-set size)"
+    if fit.a_at_bound:
+        return (f"its fitted asymptote sits at the bound {fit.a:.3f}: the points do not show where it levels off "
+                "(still rising, or too few sizes)")
+    return f"its curve levels off near {fit.a:.3f}"
+
+
+def items_needed_text(fit: LearningCurve, target_accuracy: float, short: bool = False) -> str:
+    """data_needed as text, with what the fit can support: reached already, an extrapolation, too far beyond the
+    data, or never on the fitted curve. short=True for a table cell, else a phrase for a sentence."""
+    value = data_needed(fit, target_accuracy)
+    if math.isnan(value):
+        return "no fit" if short else "no curve could be fitted (one training-set size)"
+    if math.isinf(value):
+        return f"never (a={fit.a:.2f})" if short else f"not reached on the fitted curve, which levels off at {fit.a:.3f}"
+    if value <= fit.x_min:
+        return f"<= {fit.x_min:,.0f}" if short else \
+            f"already reached with the smallest training set run ({fit.x_min:,.0f} items)"
+    if value > FAR_BEYOND * fit.x_max:
+        return f"> {FAR_BEYOND * fit.x_max:,.0f} (too far beyond the data)" if short else \
+            (f"more than {FAR_BEYOND} times the largest training set run ({fit.x_max:,.0f} items) — too far beyond "
+             "the data to be a usable estimate")
+    beyond = value > fit.x_max * 1.001
+    bound = fit.a_at_bound and beyond   # the extrapolation rests on an asymptote the points do not fix
+    if short:
+        return f"{value:,.0f}" + (" (extrapolated)" if beyond else "") + (" (asymptote at its bound)" if bound else "")
+    return (f"about {value:,.0f} training items" + (" (an extrapolation beyond the largest training set)" if beyond
+                                                    else "")
+            + (", on a curve whose asymptote sits at its bound, so an optimistic guess" if bound else ""))
 
 
 def training_items(df: pd.DataFrame) -> np.ndarray:

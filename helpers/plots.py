@@ -192,8 +192,18 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
             ax.legend(fontsize=7, loc="best")
     axes[0].set_ylabel(f"{metric} ({test_set or 'all'} set)")
     clipped = " (clipped to [0, 1])" if metric in METRICS else ""
-    fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: mean over seeds, {confidence:.0%} t-interval band{clipped}")
+    fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: {_interval_caption(s['n'], confidence)}"
+                 f"{clipped if s['n'].max() > 1 else ''}")
     return fig
+
+
+def _interval_caption(n, confidence: float = 0.95) -> str:
+    """What a plot's bands or error bars show, from the seeds per point (`n`): a t interval needs two seeds."""
+    n = pd.Series(n).dropna()
+    if n.empty or n.max() < 2:
+        return "one seed per point: no interval over seeds is drawn"
+    some = " (points with one seed have none)" if n.min() < 2 else ""
+    return f"mean over seeds, {confidence:.0%} t-interval{some}"
 
 
 def plot_learning_curves(df: pd.DataFrame, fits: pd.DataFrame, metric: str = "accuracy", test_set: str = "test",
@@ -236,7 +246,9 @@ def plot_learning_curves(df: pd.DataFrame, fits: pd.DataFrame, metric: str = "ac
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     axes[0].set_ylabel(f"{metric} ({test_set} set)")
-    fig.suptitle(title or f"{metric} = a - b·n^-c fitted per method; dashed: extrapolation")
+    seeds = summarise(d, by=["method", "protocol", "view", "n_train"], metric=metric)["n"] if not d.empty else []
+    fig.suptitle(title or f"{metric} = a - b·n^-c fitted per method; dashed: extrapolation; points: "
+                 f"{_interval_caption(seeds)}")
     return fig
 
 
@@ -259,7 +271,7 @@ def headline_figure(head: pd.DataFrame):
         ax.set_xlabel("accuracy (test)")
         ax.set_xlim(0, 1)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Test accuracy: mean over seeds and 95% t-interval (clipped to [0, 1])")
+    fig.suptitle(f"Test accuracy: {_interval_caption(s['n'])}" + (" (clipped to [0, 1])" if s["n"].max() > 1 else ""))
     return fig
 
 
@@ -289,6 +301,6 @@ def counterfactual_bars(drops: pd.DataFrame):
         ax.set_title(ts, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("accuracy change")
-    fig.suptitle("Counterfactual drops: mean over seeds and 95% t-interval" if drops["n"].max() > 1 else
-                 "Counterfactual drops: accuracy on the changed test set minus on the plain one (one run)")
+    fig.suptitle("Counterfactual drops: accuracy on the changed test set minus on the plain one; "
+                 + _interval_caption(drops["n"]))
     return fig

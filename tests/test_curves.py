@@ -48,3 +48,26 @@ def test_training_items_follow_the_view():
                       "n_train_audio": [480] * 4})
     assert list(curves.training_items(d)) == [520, 480, 480, 480]
     assert np.isnan(curves.training_items(d.drop(columns="n_train_audio"))[1])
+
+
+def test_an_asymptote_pinned_at_its_bound_is_said_not_to_level_off():
+    x = np.array([100, 250, 400] * 2, float)
+    rising = curves.fit_learning_curve(x, 1.2 - 3.0 * x ** -0.3)          # would level off above 1: pinned at 1
+    assert rising.a_at_bound and rising.a == pytest.approx(1.0)
+    assert "sits at the bound 1.000" in curves.asymptote_text(rising)
+    flat = curves.fit_learning_curve(x, 0.8 - 2.0 * x ** -0.7)
+    assert not flat.a_at_bound and curves.asymptote_text(flat).startswith("its curve levels off near 0.8")
+
+
+def test_items_needed_text_says_what_the_fit_supports():
+    x = np.array([100, 250, 400], float)
+    fit = curves.fit_learning_curve(x, 0.8 - 2.0 * x ** -0.7)
+    assert curves.items_needed_text(fit, 0.95, short=True).startswith("never")
+    assert curves.items_needed_text(fit, 0.1, short=True) == "<= 100"
+    inside = curves.items_needed_text(fit, float(fit.predict(300)))
+    assert inside.startswith("about 30") and "extrapolation" not in inside
+    beyond = curves.data_needed(fit, float(fit.predict(800)))
+    assert beyond > 400 and "(extrapolated)" in curves.items_needed_text(fit, float(fit.predict(800)), short=True)
+    assert "too far beyond" in curves.items_needed_text(fit, float(fit.predict(40000)))
+    one = curves.fit_learning_curve([100, 100], [0.5, 0.6])
+    assert curves.items_needed_text(one, 0.5, short=True) == "no fit"

@@ -46,6 +46,9 @@ def test_headline_figure_one_bar_per_method_and_view(df):
     assert [ax.get_title() for ax in fig.axes] == ["view: audio", "view: image", "view: fused"]
     assert len(fig.axes[1].patches) == 3                  # image, imagenet, contrastive (primary protocols)
     assert plots.headline_figure(head.iloc[0:0]) is None
+    assert "t-interval" in fig.get_suptitle()
+    one_seed = plots.headline_figure(head[head["seed"] == head["seed"].min()])
+    assert "t-interval" not in one_seed.get_suptitle() and "no interval" in one_seed.get_suptitle()
 
 
 def test_counterfactual_bars_from_runs_or_their_summary(df):
@@ -61,7 +64,7 @@ def test_counterfactual_bars_from_runs_or_their_summary(df):
     assert [len(ax.patches) for ax in again.axes] == [5, 3]
     # one record, as notebooks 02 and 03 show it: one run, so no interval
     one = plots.counterfactual_bars(validity.counterfactual_drops(fake_record("02_baselines", 0)))
-    assert "one run" in one.get_suptitle() and [len(ax.patches) for ax in one.axes] == [3, 2]
+    assert "one seed per point: no interval" in one.get_suptitle() and [len(ax.patches) for ax in one.axes] == [3, 2]
     empty = plots.counterfactual_bars(drops.iloc[0:0])
     assert "no counterfactual results" in empty.axes[0].texts[0].get_text()
 

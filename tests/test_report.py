@@ -440,3 +440,17 @@ def test_recipe_lines_leave_out_what_the_scored_records_never_had():
     assert line.startswith("- 03_contrastive: ") and "epochs=40" in line and "finetune_epochs=0" in line
     assert "mix=" not in line
     assert "mix=" in report._recipe_lines(rows)[2]     # without the records: every column the rows have
+
+
+def test_every_metadata_only_classifier_is_named_none_picked_by_its_test_mean():
+    audit = pd.DataFrame([
+        {"modality": "audio", "classifier": c, "metric": "accuracy", "mean": m, "lo": m - 0.05, "hi": m + 0.05,
+         "sd": 0.02, "n": 3} for c, m in (("majority", 0.23), ("logistic", 0.50), ("random_forest", 0.70))])
+    text = " ".join(report._shortcut_statements(pd.DataFrame({"test_set": []}), audit, pd.DataFrame(), {}))
+    assert "logistic 0.500" in text and "random_forest 0.700" in text and "well above chance" in text
+    close = audit.assign(mean=[0.23, 0.26, 0.28], lo=[0.2, 0.22, 0.24], hi=[0.26, 0.30, 0.35])
+    text = " ".join(report._shortcut_statements(pd.DataFrame({"test_set": []}), close, pd.DataFrame(), {}))
+    assert "possible, not established" in text      # random_forest's interval reaches 0.12 above majority
+    text = " ".join(report._shortcut_statements(pd.DataFrame({"test_set": []}), close.assign(hi=close["mean"]),
+                                                pd.DataFrame(), {}))
+    assert "no strong metadata shortcut" in text

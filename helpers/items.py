@@ -55,17 +55,25 @@ class BySeed(dict):
 def correct_by_seed(records, spec: dict, test_set: str = "test", where: dict | None = None,
                     notebook: str | None = None) -> dict:
     """seed -> whether each test item was classified right by the row `spec` (method, protocol, view), from the
-    first record of that seed that matches `where` (parameter -> value) and `notebook` and kept its predictions."""
-    by_seed = BySeed()
+    record of that seed that matches `where` (parameter -> value) and `notebook` and kept its predictions.
+    Two such records of one seed that disagree are an error, never a silent pick: `where` must tell them apart."""
+    by_seed, runs = BySeed(), {}
     for r in records:
         params = r.get("params") or {}
         if (notebook is not None and r.get("notebook") != notebook) or any(params.get(k) != v
                                                                             for k, v in (where or {}).items()):
             continue
-        correct = _correct(r, spec, test_set)
-        if correct is not None and params.get("seed") not in by_seed:
-            by_seed[params.get("seed")] = correct
-            by_seed.ids[params.get("seed")] = item_ids(r, spec["view"], test_set)
+        correct, seed = _correct(r, spec, test_set), params.get("seed")
+        if correct is None:
+            continue
+        ids = item_ids(r, spec["view"], test_set)
+        if seed in by_seed:
+            if ids != by_seed.ids[seed] or not np.array_equal(correct, by_seed[seed]):
+                raise StudyError(f"seed {seed}: runs {runs[seed]} and {r.get('run_dir', '?')} both match "
+                                 f"{spec} on {test_set} with {where or {}} but predict differently; pass `where` "
+                                 "the parameter(s) that tell them apart")
+            continue
+        by_seed[seed], by_seed.ids[seed], runs[seed] = correct, ids, r.get("run_dir", "?")
     return by_seed
 
 
@@ -97,7 +105,9 @@ def paired_items(by_a: dict, by_b: dict, n_boot: int = 2000, seed: int = 0) -> d
 def same_direction_p(tests) -> float:
     """Two-sided p of "a differs from b the same way in every seed", from per-seed McNemar counts (ev.mcnemar):
     the intersection-union test, twice the largest one-sided exact p of the better direction. Seeds that differ
-    strongly in opposite directions give a large p (the largest of each seed's two-sided p would be small)."""
+    strongly in opposite directions give a large p (the largest of each seed's two-sided p would be small). A seed
+    with no discordant item shows no difference, so it gives p = 1: the claim is about every seed, and that seed
+    does not support it (conservative by design; the paired bootstrap beside it pools the seeds)."""
     from scipy import stats
 
     def one_sided(t, a_better):

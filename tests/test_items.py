@@ -154,3 +154,16 @@ def test_an_interval_of_one_seed_says_it_leaves_out_the_seeds():
     assert items.interval_text(result).endswith("over 1 seed(s) x 175 items (paired bootstrap: one training run, "
                                                 "so the interval leaves out how training varies with the seed)")
     assert items.interval_text({**result, "seeds": 3}).endswith("over 3 seed(s) x 175 items (paired bootstrap)")
+
+
+def test_two_runs_of_one_seed_that_disagree_are_an_error_not_a_silent_pick():
+    y = np.arange(20) % 4
+    wrong = ((y + 1) % 4).tolist()
+    clean, noisy = _record(0, y.tolist(), y.tolist(), y.tolist()), _record(0, wrong, y.tolist(), y.tolist())
+    noisy["params"]["noise"] = 0.2
+    A = {"method": "a", "protocol": "p", "view": "image"}
+    with pytest.raises(StudyError, match="seed 0: runs .* both match .* tell them apart"):
+        items.correct_by_seed([clean, noisy], A)
+    assert items.correct_by_seed([clean, noisy], A, where={"noise": 0.2})[0].sum() == 0
+    # the same predictions twice (one point, recorded again) are one run's answer
+    assert items.correct_by_seed([clean, dict(clean)], A)[0].all()

@@ -650,7 +650,8 @@ def _bandlimit_target(d: pd.DataFrame, records) -> list[str]:
         s = item_summary(r, records, metric="drop")
         worst = s.sort_values("mean").iloc[0]
         # met when every audio model's interval lies above -2 points, missed when one lies below it
-        met = ("met" if (s["lo"] > -0.02).all() else "missed" if (s["hi"] <= -0.02).any()
+        verdicts = {interval_verdict(lo, hi, -0.02) for lo, hi in zip(s["lo"], s["hi"])}
+        met = ("missed" if "missed" in verdicts else "met" if verdicts == {"met"}
                else "not established (an interval spans -0.02)")
         out.append(f"Band-limit drop of the audio models with {variant}: worst {worst['method']} "
                    f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'], interval=worst['interval'])}; "
@@ -711,16 +712,17 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
     return lines
 
 
+def interval_verdict(lo: float, hi: float, threshold: float) -> str:
+    """"met" when the whole interval [lo, hi] is at or above `threshold`, "missed" when it is wholly below, and
+    "open" when it spans the threshold (the mean alone would call a coin toss)."""
+    return "met" if lo >= threshold else "missed" if hi < threshold else "open"
+
+
 def target_verdict(mean: float, lo: float, hi: float, threshold: float) -> str:
-    """Whether an accuracy with its interval [lo, hi] meets `>= threshold`: met only when the whole interval is
-    at or above it, missed when the whole interval is below it, and otherwise not established either way (the
-    mean alone would call a coin toss)."""
+    """Whether an accuracy with its interval [lo, hi] meets `>= threshold` (interval_verdict), and by how much."""
     gap = mean - threshold
-    if lo >= threshold:
-        return "yes"
-    if hi < threshold:
-        return f"**no**, by {-gap:.3f}"
-    return f"not established: the interval spans it (mean {gap:+.3f} from it)"
+    return {"met": "yes", "missed": f"**no**, by {-gap:.3f}",
+            "open": f"not established: the interval spans it (mean {gap:+.3f} from it)"}[interval_verdict(lo, hi, threshold)]
 
 
 def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:

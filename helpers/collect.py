@@ -39,6 +39,20 @@ def run_missing_points(notebook, points, results_dir, timeout=None):
     return pd.DataFrame(rows)
 
 
+def one_study(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """The records of one code version, the one of the newest record with results (by written_at): a study is
+    what one code computed, so a re-run in progress is reported alone, never averaged with the study it
+    replaces. Analysis records (notebooks 05 and 07, which read the others) choose nothing: re-running one on a
+    changed checkout must not hide the study it analyses. Returns (those records, {other code version: how many
+    records were left out})."""
+    made = [r for r in records if isinstance(r.get("results"), list)] or records
+    if not made:
+        return records, {}
+    newest = max(made, key=lambda r: str(r.get("written_at") or "")).get("code_version")
+    left_out = Counter(str(r.get("code_version")) for r in records if r.get("code_version") != newest)
+    return [r for r in records if r.get("code_version") == newest], dict(left_out)
+
+
 def collect_grid(grid, profile: str = "quick", results_dir=RESULTS_DIR, run_missing: bool = False) -> dict:
     """The records of a grid's points (read from their run folders); with run_missing, first run
     the points that have no record (run_missing_points).
@@ -118,6 +132,8 @@ def collect_analysis(grids, profile: str = "quick", results_dir="results", run_m
         raise StudyError("collect_analysis: name at least one grid, e.g. grids = \"noise_02\"")
     path = resolve_results_dir(results_dir)
     recs, status = collect_grids(names, profile, path, run_missing=run_missing)
+    # one code's records, as the report: points of an older code are not averaged with their re-run
+    recs, left_out = one_study(recs)
     df = results_table(recs)
     if df.empty:
         first = names[0] if names[0].endswith(".yaml") or "/" in names[0] else f"params/{names[0]}.yaml"
@@ -129,6 +145,10 @@ def collect_analysis(grids, profile: str = "quick", results_dir="results", run_m
     if skipped:
         notes.append(f"No records for {', '.join(map(str, skipped))} (see the status table): those methods are "
                      "missing here.")
+    if left_out:
+        notes.append(f"Only the records of code `{recs[0].get('code_version')}` (the newest) are analysed; "
+                     + ", ".join(f"{n} of code `{v}`" for v, n in sorted(left_out.items()))
+                     + " left out: re-run their points with `python -m helpers sweep GRID` to include them.")
     failed = int(pd.to_numeric(status["failed"], errors="coerce").fillna(0).sum())
     if failed:
         notes.append(f"**{failed} point(s) failed** (their error.txt is named in the status table); rerun with "

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import records as rec, schema
+from .collect import one_study
 from .evaluation import holm
 from .items import (accuracy_interval, correct_by_seed, interval_text, item_comparison, item_effect, item_summary,
                     paired_items, statement as item_statement)
@@ -48,20 +49,6 @@ def _clear(folder: Path, suffix: str, prefixes=None) -> None:
     for path in folder.glob(f"*{suffix}"):
         if prefixes is None or path.name.startswith(prefixes):
             path.unlink(missing_ok=True)
-
-
-def one_study(records: list[dict]) -> tuple[list[dict], dict[str, int]]:
-    """The records of one code version, the one of the newest record with results (by written_at): a study is
-    what one code computed, so a re-run in progress is reported alone, never averaged with the study it
-    replaces. Analysis records (notebooks 05 and 07, which read the others) choose nothing: re-running one on a
-    changed checkout must not hide the study it analyses. Returns (those records, {other code version: how many
-    records were left out})."""
-    made = [r for r in records if isinstance(r.get("results"), list)] or records
-    if not made:
-        return records, {}
-    newest = max(made, key=lambda r: str(r.get("written_at") or "")).get("code_version")
-    left_out = Counter(str(r.get("code_version")) for r in records if r.get("code_version") != newest)
-    return [r for r in records if r.get("code_version") == newest], dict(left_out)
 
 
 def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool = False) -> dict:

@@ -183,3 +183,15 @@ def test_reproduce_reruns_committed_points_into_a_scratch_folder(monkeypatch, tm
         collect.reproduce(grid, "quick", [0], folder, folder)
     with pytest.raises(StudyError, match="no point"):
         collect.reproduce(grid, "quick", [9], tmp_path / "s3", folder)
+
+
+def test_collect_analysis_keeps_one_codes_records_and_says_what_it_left_out(grid, tmp_path):
+    folder = tmp_path / "mixed"
+    for seed, version, when in ((0, "oldcode", "2026-01-01T00:00:00"), (1, "newcode", "2026-02-01T00:00:00")):
+        path = write_fake_at_point(folder, STEM, {"noise": 0.0, "seed": seed})
+        record = records.read_record(path)
+        record.update(code_version=version, written_at=when)
+        path.write_text(__import__("json").dumps(record))
+    got = collect.collect_analysis(str(grid), "quick", folder)
+    assert {r["code_version"] for r in got["records"]} == {"newcode"} and set(got["df"]["seed"]) == {1}
+    assert any("1 of code `oldcode` left out" in n for n in got["notes"])

@@ -159,6 +159,33 @@ def test_finetuned_encoders_are_paired_with_training_from_scratch(tmp_path):
     assert "Holm over the 2 comparisons" in section
 
 
+def test_each_finetuned_audio_encoder_is_paired_with_its_own_architecture_from_scratch(tmp_path):
+    """Two pre-trained audio encoders (audio_mel, audio_wave runs of notebook 03): each fine-tuned one against the
+    same architecture trained from scratch, never against the other's."""
+    folder = tmp_path / "results"
+    for seed in range(2):
+        scratch = fake_record("02_baselines", seed)
+        scratch["results"].append({"method": "audio_wave", "protocol": "supervised", "view": "audio",
+                                   "test_set": "test", "accuracy": 0.4 + 0.01 * seed, "macro_f1": 0.4, "n": 175})
+        write_fake(folder, set_predictions(scratch))
+        for encoder, tuned_accuracy in (("audio_mel", 0.7), ("audio_wave", 0.65)):
+            tuned = fake_record("03_contrastive", seed)
+            tuned["params"].update(finetune_epochs=40, audio_encoder=encoder)
+            tuned["results"].append({"method": "contrastive", "protocol": "finetune", "view": "audio",
+                                     "test_set": "test", "accuracy": tuned_accuracy, "macro_f1": 0.5, "n": 175})
+            write_fake(folder, set_predictions(tuned))
+    report.write_report(folder, html=False)
+    text = (folder / "README.md").read_text()
+    section = text[text.index("## Fine-tuned pre-trained encoders"):].split("\n## ")[0]
+    audio = [line for line in section.splitlines() if line.startswith("| contrastive | audio |")]
+    assert len(audio) == 2
+    for encoder, tuned_accuracy, base in (("audio_mel", 0.7, 0.5), ("audio_wave", 0.65, 0.4)):
+        line = next(a for a in audio if f"| {encoder} " in a)
+        diff = np.mean([round(tuned_accuracy * 175) - round((base + 0.01 * s) * 175) for s in range(2)]) / 175
+        assert f"{diff:+.3f} [" in line and "over 2 seed(s) x 175 items" in line
+    assert "Holm over the 2 comparisons" in section
+
+
 def test_rendered_pages_have_stable_element_ids():
     a, b = "4f0c1a2e-1b2c-4d5e-8f90-0123456789ab", "00000000-1111-4222-8333-444444444444"
     html = f'<div id="{a}"></div><script>getElementById("{a}")</script><div id="{b}"></div>'

@@ -323,8 +323,9 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     # ---- shortcuts
     audit_full, audit_single = audit_tables([r for r in records if isinstance(r.get("audits"), dict)])
     drops_runs = counterfactual_drops(select(d, cond))
-    drops = summarise(drops_runs, by=["method", "protocol", "view", "test_set"], metric="drop") \
-        if not drops_runs.empty else pd.DataFrame()
+    # item by item where the records keep predictions, so the interval covers the test items too (and exists
+    # with one seed); a group without them gets the t interval over seeds, its method marked (t)
+    drops = item_summary(drops_runs, records, metric="drop") if not drops_runs.empty else pd.DataFrame()
     lines += ["## Shortcuts", ""]
     if not audit_full.empty:
         lines += ["Nuisance-only classifiers (notebook 02's audits: they see file/recording metadata such as "
@@ -337,11 +338,13 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     else:
         lines += ["_No audits in the records (notebook 02 writes them)._", ""]
     if not drops.empty:
-        lines += [f"Counterfactual drops (accuracy on the changed test set minus on the plain one, same run; {where}):",
+        lines += [f"Counterfactual drops (accuracy on the changed test set minus on the plain one, same run and items; "
+                  f"{where}): mean [95% bootstrap interval over seeds and test items] (seeds):",
                   "", _md_table(ci_table(drops, ["method", "protocol", "view"], ["test_set"])), ""]
         fig = counterfactual_bars(drops)
         figures.append(_save(fig, fig_dir / "counterfactual_drops.png"))
         lines += [f"![counterfactual drops](figures/{figures[-1]})", ""]
+    lines += _not_testable_lines(_records_of(records, select(d, cond)))
     lines += [f"- {s}" for s in _shortcut_statements(d, audit_full, drops, cond)] + [""]
     variants = mitigation_variants(df)
     if not variants.empty:
@@ -401,6 +404,28 @@ def _records_of(records, rows: pd.DataFrame) -> list:
     return [r for r in records if str(r.get("run_dir")) in runs]
 
 
+def _ranking_note(records, top, second, view: str, cond: dict) -> str:
+    """Whether the method best on validation is also ahead of the next one on the test split: item by item on
+    the same seeds and items where the records keep predictions (the interval covers seeds and test items), else
+    the two t intervals over seeds; with one seed and no predictions, not established."""
+    specs = [{"method": r["method"], "protocol": r["protocol"], "view": view} for r in (top, second)]
+    try:
+        c = item_comparison(records, *specs, where=cond)
+    except StudyError:
+        c = None
+    if c is not None:
+        if c["ci_lo"] > 0:
+            return f"; the first is ahead of it on the same items: {interval_text(c)}."
+        return (f"; the paired item-level difference {interval_text(c)} "
+                + ("favours the next one on test." if c["ci_hi"] < 0 else
+                   "includes 0, so the ranking of these two on test is not established."))
+    if top["n"] < 2 or second["n"] < 2:
+        return "; one seed and no item predictions: the ranking of these two on test is not established."
+    if second["hi"] >= top["lo"] and top["hi"] >= second["lo"]:
+        return " — the intervals overlap, so the ranking of these two is not established."
+    return "."
+
+
 def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     """Headline findings, every number computed from the records."""
     out = []
@@ -415,6 +440,8 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     val = (head.groupby(["method", "protocol", "view"])["val_accuracy"].mean() if "val_accuracy" in head
            else pd.Series(dtype=float))
     s["val_mean"] = [val.get((r.method, r.protocol, r.view), math.nan) for r in s.itertuples()]
+    # the item-level look-ups read the runs the seed-level tests read, never another grid's variant of a seed
+    in_table = _records_of(records, select(d, cond))
     for view in [v for v in VIEW_ORDER if v in set(s["view"])]:
         sv = s[s["view"] == view].sort_values("val_mean", ascending=False, na_position="last")
         top = sv.iloc[0]
@@ -429,12 +456,9 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
                 f"({top['protocol']}), test accuracy {format_ci(top['mean'], top['lo'], top['hi'], top['n'])}")
         if len(sv) > 1:
             second = sv.iloc[1]
-            overlap = (top["n"] > 1 and second["n"] > 1 and second["hi"] >= top["lo"]
-                       and top["hi"] >= second["lo"])
             text += (f"; next {second['method']} ({second['protocol']}) "
                      f"{format_ci(second['mean'], second['lo'], second['hi'], second['n'])}"
-                     + (" — the intervals overlap, so the ranking of these two is not established."
-                        if overlap else "."))
+                     + _ranking_note(in_table, top, second, view, cond))
         out.append(text)
 
     def best_of(view, methods=None):
@@ -463,8 +487,6 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         pairs.append(("best small multimodal model vs the image-only CNN (image view)", mm,
                       {"method": "image", "protocol": "supervised", "view": "image"}))
     tested = []
-    # the item-level look-ups read the runs the seed-level test read, never another grid's variant of a seed
-    in_table = _records_of(records, select(d, cond))
     for title, a, b in pairs:
         if a == b:
             continue
@@ -508,10 +530,34 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
             except StudyError:
                 pass
             return text
+        # the extremes are picked by their means from len(e) tests: their p-values are Holm-adjusted over all
+        # (no spread across seeds: no t-test, so no p-value to adjust)
+        p_values = [None if pd.isna(p) or pd.isna(r.get("cohens_dz", 0.0)) else float(p)
+                    for p, (_, r) in zip(e.get("p_value", pd.Series([None] * len(e))), e.iterrows())]
+        adjusted = dict(zip(e.index, holm(p_values))) if any(p is not None for p in p_values) else {}
+        picked = "; ".join(f"{name} Holm p={adjusted[r.name]:.2g}" for name, r in (("most", worst), ("least", best))
+                           if adjusted.get(r.name) is not None)
         out.append(f"Accuracy change from {x} {worst['baseline']} to {extreme}{' at ' + at if at else ''}, "
                    f"paired by seed: most negative {say(worst)}; least negative {say(best)} "
-                   f"({len(e)} method/view combinations).")
+                   f"({len(e)} method/view combinations; these two are picked by their means"
+                   + (f", so their t-test p-values are Holm-adjusted over the {len(e)}: {picked}" if picked else "")
+                   + ").")
     return out
+
+
+def _not_testable_lines(records) -> list[str]:
+    """The counterfactuals that the runs' preprocessing undoes (records' counterfactuals_not_testable): no input
+    changes, so no drop is measured for them, which is not a pass."""
+    counts, runs = Counter(), 0
+    for r in records:
+        runs += 1
+        for modality, names in (r.get("counterfactuals_not_testable") or {}).items():
+            counts.update((modality, n) for n in names or [])
+    if not counts:
+        return []
+    return ["Not testable in these runs (their preprocessing undoes the change, so no model's input changes and no "
+            "drop is measured; not a pass): " + "; ".join(f"`{name}` ({modality}) in {k} of {runs} runs"
+                                                           for (modality, name), k in sorted(counts.items())) + ".", ""]
 
 
 def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.DataFrame, cond: dict) -> list[str]:
@@ -525,17 +571,20 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
             continue
         # every nuisance classifier is named: picking the strongest by its test mean would choose on test
         lo, hi = (others[c].fillna(others["mean"]) - a.loc["majority", "mean"] for c in ("lo", "hi"))
-        verdict = ("well above chance: the label is partly predictable from recording/file metadata, so some "
-                   "of the headline accuracy may come from these cues rather than the animal" if lo.max() > 0.1 else
-                   "close to the majority-class rate: no strong metadata shortcut was found" if hi.max() <= 0.1 else
-                   "an interval reaches more than 0.1 above the majority-class rate without lying wholly above "
+        verdict = ("one seed, so no interval: whether it is a shortcut is not established" if others["n"].max() < 2
+                   else "well above chance: the label is partly predictable from recording/file metadata, so some "
+                   "of the headline accuracy may come from these cues rather than the animal" if lo.max() > 0.1
+                   else "close to the majority-class rate: no strong metadata shortcut was found"
+                   if hi.max() <= 0.1 else "an interval reaches more than 0.1 above the majority-class rate without lying wholly above "
                    "it: a metadata shortcut is possible, not established")
         reach = "; ".join(f"a {name} {format_ci(r['mean'], r['lo'], r['hi'], r['n'])}" for name, r in others.iterrows())
         out.append(f"{modality}: classifiers that see only nuisance features reach {reach}, against "
                    f"{a.loc['majority', 'mean']:.3f} for always guessing the majority class — {verdict}.")
     if not drops.empty:
         worst = drops.sort_values("mean").iloc[0]
-        out.append(f"Largest counterfactual drop: {worst['method']} ({worst['protocol']}, {worst['view']} view) loses "
+        out.append(f"Largest counterfactual drop by its mean (picked from {len(drops)}, so its interval is "
+                   "optimistic): "
+                   f"{worst['method']} ({worst['protocol']}, {worst['view']} view) loses "
                    f"{-worst['mean']:.3f} accuracy on `{worst['test_set']}` "
                    f"({format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}). A large drop under a change "
                    "that keeps the animal (band limit, level, length, border, colour, compression) means the model "
@@ -567,9 +616,10 @@ def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> l
     tables = variant_tables(d, records)
     where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())
     lines = [f"### Mitigations on and off (notebook {', '.join(sorted(set(d['notebook'])))}; {where})", "",
-             "Each variant switches one default mitigation off (`none`: all of them). Mean over seeds [95% bootstrap "
-             "interval over seeds and test items] (seeds); a method marked (t): its records keep no per-item "
-             "predictions, so its interval is the t interval over seeds. Accuracy on the plain test split:", "",
+             "Each variant changes the defaults as its label says (`none`: every mitigation off). Mean over seeds "
+             "[95% bootstrap interval over seeds and test items] (seeds); a method marked (t): its records keep no "
+             "per-item predictions, so its interval is the t interval over seeds." + _machines_note(d, records)
+             + " Accuracy on the plain test split:", "",
              _md_table(tables["accuracy"]), "",
              "Counterfactual drops (changed minus plain test accuracy, same run and items; audio models on the audio "
              "changes, image models on the image changes, fused models on both):", "", _md_table(tables["drops"]), ""]
@@ -577,6 +627,22 @@ def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> l
     # the mitigation targets, checked against the numbers above
     lines += [f"- {s}" for s in _bandlimit_target(d, records) + _audio_vs_audit(d, audit_full)] + [""]
     return lines
+
+
+def _machines_note(d: pd.DataFrame, records) -> str:
+    """A sentence when the variants' runs were made on other CPU models than the defaults': pairing by seed then
+    pairs two machines too, whose kernels round differently, so training goes elsewhere as with another seed."""
+    by_dir = {str(r.get("run_dir")): r for r in records}
+    cpus = {v: sorted({str(((by_dir.get(str(run)) or {}).get("environment") or {}).get("cpu_model") or "not recorded")
+                       for run in g["run_dir"].unique()}) for v, g in d.groupby("variant")} if "run_dir" in d else {}
+    if "defaults" not in cpus:
+        return ""
+    other = {v: c for v, c in cpus.items() if v != "defaults" and c != cpus["defaults"]}
+    if not other:
+        return ""
+    return (f" The defaults ran on {', '.join(cpus['defaults'])}, but "
+            + "; ".join(f"`{v}` on {', '.join(c)}" for v, c in other.items())
+            + ": those pairs differ by the machine too, which moves training as another seed would.")
 
 
 def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
@@ -589,7 +655,10 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
     # a variant that leaves a model's right and wrong items as they were (e.g. an audio setting and the image
     # model) gives McNemar nothing to test: shown as such, and not counted in the Holm family
     same = acc["discordant"].eq(0) if "discordant" in acc else pd.Series(False, index=acc.index)
-    tested = acc["p_value"].notna() & ~same
+    # one seed a side compares one training run with another: its p says the two runs differ on these items, not
+    # that the variant does (training varies with the seed), so it is shown but left out of the Holm family
+    one_run = acc["n"].lt(2)
+    tested = acc["p_value"].notna() & ~same & ~one_run
     acc["p_holm"] = None
     acc.loc[tested, "p_holm"] = holm(list(acc.loc[tested, "p_value"].astype(float)))
     seeds = ", ".join(sorted(set(p["seeds"].astype(str))))
@@ -605,10 +674,12 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
         else:
             text = f"{r['mean_diff']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]"
             text += f", p={r['p_value']:.2g}" if pd.notna(r.get("p_value")) else ""
-        return text + (f" (Holm {r['p_holm']:.2g})" if pd.notna(r.get("p_holm")) else "")
+        one = " (one run each)" if r.get("n", 2) < 2 else ""
+        return text + one + (f" (Holm {r['p_holm']:.2g})" if pd.notna(r.get("p_holm")) else "")
     out = []
-    for what, rows in ((f"Plain test accuracy, each variant minus the defaults, {pairing}{test_note}; Holm over the "
-                        f"{int(tested.sum())} tests of this table with any item that changed:", acc),
+    family = (f"Holm over the {int(tested.sum())} tests of this table over two or more seeds with any item that "
+              "changed" if tested.any() else "no Holm family: no test here has two or more seeds")
+    for what, rows in ((f"Plain test accuracy, each variant minus the defaults, {pairing}{test_note}; {family}:", acc),
                        ("Drop on `bandlimit_4k`, each variant minus the defaults (a difference of differences, "
                         f"same items), {pairing}):",
                         p[(p["measure"] == "drop") & (p["view"] == "audio") & (p.get("test_set") == "bandlimit_4k")])):
@@ -618,6 +689,11 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
         wide = rows.pivot_table(index=["method", "protocol", "view"], columns="variant", values="cell",
                                 aggfunc="first", sort=False)
         out += [what, "", _md_table(wide[[v for v in p["variant"].drop_duplicates() if v in wide.columns]]), ""]
+    if out and p["n"].lt(2).any():
+        out += ["Cells marked (one run each) pair one training run of the variant with one of the defaults: their "
+                "interval and p-value cover the test items only, not how training varies with the seed, so they do "
+                "not separate the variant from training variation (they are not in the Holm family). More seeds "
+                "of the variant make it a test.", ""]
     return out
 
 
@@ -626,7 +702,8 @@ def _bandlimit_target(d: pd.DataFrame, records) -> list[str]:
     runs = counterfactual_drops(primary_protocols(d[d["accuracy"].notna()]))
     runs = runs[(runs["view"] == "audio") & (runs["test_set"] == "bandlimit_4k")]
     out = []
-    for variant in ("defaults", "sample_rate=16000"):
+    # the defaults and every variant that changes the sample rate (alone or with other settings)
+    for variant in [v for v in variant_order(d["variant"]) if v == "defaults" or "sample_rate=" in v]:
         r = runs[runs["variant"] == variant]
         if r.empty:
             if variant == "defaults" and (d["variant"] == variant).any():
@@ -663,7 +740,19 @@ def _audio_vs_audit(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
     bounds = "; ".join(f"{r['classifier']} {format_ci(r['mean'], r['lo'], r['hi'], r['n'])}" for _, r in a.iterrows())
     return [f"Audio models (defaults) against the metadata-only classifiers on the same test clips ({bounds}): "
             + "; ".join(f"{r['method']} {format_ci(r['mean'], r['lo'], r['hi'], r['n'])}" for _, r in s.iterrows())
-            + f". Clearly above all of them (intervals apart): {', '.join(above['method']) or 'none'}."]
+            + (f". Clearly above all of them (intervals apart): {', '.join(above['method']) or 'none'}."
+               if min(s["n"].min(), a["n"].min()) >= 2 else ". One seed, so no intervals: no model is shown to be "
+               "clearly above them.")]
+
+
+def _item_or_t(rows: pd.DataFrame, records, by) -> pd.DataFrame:
+    """item_summary's accuracy of each `by` group of `rows` (column interval: "bootstrap" over seeds and test
+    items, or "t" over seeds where no record keeps per-item predictions), method names unmarked so that the
+    groups line up with summarise's."""
+    s = item_summary(rows, records)
+    if s.empty:
+        return summarise(rows, by=by, metric="accuracy").assign(interval="t")
+    return s.assign(method=s["method"].str.removesuffix(" (t)"))[[*by, "mean", "lo", "hi", "n", "interval"]]
 
 
 def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[str]:
@@ -674,8 +763,12 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
         return ["## External validity", "", "_No record evaluated external data (`external_data` empty): transfer "
                 "to other recording and photo sources is not measured._", ""]
     by = ["method", "protocol", "view"]
-    parts = {name: summarise(runs, by=by, metric=col) for name, col in
-             (("test split", "plain"), ("external", "accuracy"), ("drop", "drop"))}
+    # the accuracies item by item (bootstrap over seeds and test items) where the records keep predictions; the
+    # drop compares two different item sets, so its interval is the t interval over seeds
+    plain_rows = runs.assign(test_set="test", accuracy=runs["plain"])
+    parts = {"test split": _item_or_t(plain_rows, records, by), "external": _item_or_t(runs, records, by),
+             "drop": summarise(runs, by=by, metric="drop").assign(interval="t")}
+    without = int(sum((parts[k]["interval"] == "t").sum() for k in ("test split", "external")))
     table = pd.concat([s.assign(metric=name) for name, s in parts.items()], ignore_index=True)
     chance = runs.groupby(by)[["chance_uniform", "chance_majority", "n"]].max()
     shown = ci_table(table, by, ["metric"]).join(chance.rename(columns={"chance_uniform": "chance (uniform)",
@@ -683,7 +776,10 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
                                                                         "n": "external items"}).round(3))
     lines = ["## External validity", f"Accuracy on the fixed test split and on independent recordings and photos "
              f"(only the classes they share with the study; never trained on, nothing chosen by them), paired by run "
-             f"({where}); mean [95% t interval over seeds] (n):\n\n" + _md_table(shown), ""]
+             f"({where}); mean [95% interval] (seeds): for the two accuracies a bootstrap over seeds and test items"
+             + (f" ({without} of their rows without per-item predictions: the t interval over seeds)"
+                if without else "")
+             + ", for the drop (two different item sets) the t interval over seeds:\n\n" + _md_table(shown), ""]
     worst = parts["drop"].sort_values("mean").iloc[0]
     key = f"{worst['method']}/{worst['protocol']}/{worst['view']}/external"
     # the runs of the table above, never another grid's variant of the same seed
@@ -693,7 +789,9 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
     if recalls:
         classes = used[0]["classes"]
         mean = pd.DataFrame(recalls, columns=classes).mean().dropna()
-        lines += [f"Largest drop: {worst['method']} ({worst['protocol']}, {worst['view']}) "
+        lines += [f"Largest drop by its mean (picked from {len(parts['drop'])}): {worst['method']} "
+                  f"({worst['protocol']}, "
+                  f"{worst['view']}) "
                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}. Its per-class recall on the "
                   "external items, mean over runs: " + ", ".join(f"{c} {v:.2f}" for c, v in mean.items()) + ".", ""]
     return lines
@@ -727,7 +825,9 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
                     "method": f"{first['method']} ({first['protocol']}, {first['view']})",
                     "accuracy": format_ci(ci["mean"], ci["lo"], ci["hi"], ci["n"], interval=ci["interval"]) + how,
                     "wanted": f">= {first['threshold']:g}",
-                    "met": target_verdict(ci["mean"], ci["lo"], ci["hi"], first["threshold"])})
+                    "met": "not established: one seed and no item predictions, so no interval"
+                    if ci["interval"] == "t" and ci["n"] < 2 else
+                    target_verdict(ci["mean"], ci["lo"], ci["hi"], first["threshold"])})
     return ["## Targets", "", f"The methods' targets ({where}): where several methods qualify, the one with the best "
             "mean validation accuracy is scored (never the best on test); mean over seeds [95% interval over seeds "
             "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The "
@@ -786,8 +886,14 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
     wide = wide[[v for v in order if v in wide.columns]].reindex(tables["accuracy"].index.intersection(wide.index,
                                                                                                      sort=False))
     # kept on validation: the highest mean validation accuracy over the seeds, the defaults where none beats them
-    kept = [v if means.loc[k, v] > means.loc[k, "defaults"] else "defaults"
-            for k, v in zip(means.index, means.idxmax(axis=1))]
+    # (a tie between recipes above the defaults is said as one, never broken by the column order)
+    def keep(row):
+        best = row.max()
+        if not best > row["defaults"] + 1e-9:
+            return "defaults"
+        tied = [v for v in row.index if abs(row[v] - best) <= 1e-9]
+        return tied[0] if len(tied) == 1 else "tie: " + " = ".join(tied)
+    kept = [keep(means.loc[k]) for k in means.index]
     wide["kept on validation"] = pd.Series(kept, index=means.index).reindex(wide.index)
     paired = _variant_paired_lines(tables["paired"][tables["paired"]["measure"] == "accuracy"])
     where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())

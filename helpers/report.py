@@ -862,6 +862,17 @@ def _param_values(column: pd.Series, is_int: bool) -> str:
     return "/".join(str(int(v)) if is_int else str(v) for v in values) or "None"
 
 
+def kept_on_validation(val_means: pd.Series) -> str:
+    """The recipe kept for one model: the one with the highest mean validation accuracy (val_means: recipe ->
+    mean, with "defaults"), the defaults where none beats them; a tie above the defaults is said as one, never
+    broken by the column order."""
+    best = val_means.max()
+    if not best > val_means["defaults"] + 1e-9:
+        return "defaults"
+    tied = [v for v in val_means.index if abs(val_means[v] - best) <= 1e-9]
+    return tied[0] if len(tied) == 1 else "tie: " + " = ".join(tied)
+
+
 def _recipes_section(df: pd.DataFrame, records) -> list[str]:
     """The training recipes (params/recipes_02.yaml), each alone against the defaults: validation accuracy, the
     recipe each model would keep on validation, and beside it (choosing nothing) the test accuracy and the
@@ -886,14 +897,7 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
     wide = wide[[v for v in order if v in wide.columns]].reindex(tables["accuracy"].index.intersection(wide.index,
                                                                                                      sort=False))
     # kept on validation: the highest mean validation accuracy over the seeds, the defaults where none beats them
-    # (a tie between recipes above the defaults is said as one, never broken by the column order)
-    def keep(row):
-        best = row.max()
-        if not best > row["defaults"] + 1e-9:
-            return "defaults"
-        tied = [v for v in row.index if abs(row[v] - best) <= 1e-9]
-        return tied[0] if len(tied) == 1 else "tie: " + " = ".join(tied)
-    kept = [keep(means.loc[k]) for k in means.index]
+    kept = [kept_on_validation(means.loc[k]) for k in means.index]
     wide["kept on validation"] = pd.Series(kept, index=means.index).reindex(wide.index)
     paired = _variant_paired_lines(tables["paired"][tables["paired"]["measure"] == "accuracy"])
     where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())

@@ -506,3 +506,11 @@ def test_every_metadata_only_classifier_is_named_none_picked_by_its_test_mean():
     text = " ".join(report._shortcut_statements(pd.DataFrame({"test_set": []}), close.assign(hi=close["mean"]),
                                                 pd.DataFrame(), {}))
     assert "no strong metadata shortcut" in text
+
+
+def test_a_recipe_is_kept_only_above_the_defaults_and_a_tie_is_said():
+    keep = report.kept_on_validation
+    assert keep(pd.Series({"defaults": 0.90, "mix=mixup": 0.93, "spec_augment=True": 0.91})) == "mix=mixup"
+    assert keep(pd.Series({"defaults": 0.93, "mix=mixup": 0.93})) == "defaults"
+    assert keep(pd.Series({"defaults": 0.90, "mix=mixup": 0.97619, "spec_augment=True": 0.97619})) == \
+        "tie: mix=mixup = spec_augment=True"

@@ -180,7 +180,7 @@ def item_summary(rows: pd.DataFrame, records, by=(), metric: str = "accuracy") -
     """summarise()'s columns for `metric` of every (method, protocol, view, test_set, *by) of `rows`: "accuracy"
     (results_table rows), or "drop" (validity.counterfactual_drops rows: the counterfactual minus the plain
     test split, same run). Each from the per-item predictions of exactly the runs of its rows, with the
-    bootstrap over seeds and items (column interval = "bootstrap"); a group whose records keep no per-item
+    bootstrap over seeds and items (column interval = "bootstrap"); a group where a record keeps no per-item
     predictions gets the t interval over its seeds instead (interval = "t"), its method marked " (t)"."""
     if rows.empty:
         return pd.DataFrame()
@@ -196,7 +196,9 @@ def item_summary(rows: pd.DataFrame, records, by=(), metric: str = "accuracy") -
                     else drop_by_seed(chosen, spec, row["test_set"]))
         ci = _mean_interval(per_item, n_boot=2000, seed=0)
         keep = {**spec, **{k: row[k] for k in ("test_set", *by)}, "metric": metric}
-        if ci is not None:
+        # a bootstrap over fewer seeds than the group has would drop runs silently: then the t interval over all
+        seeds = group["seed"].nunique() if "seed" in group else len(per_item)
+        if ci is not None and len(per_item) >= seeds:
             out.append({**keep, **ci, "interval": "bootstrap"})
         else:
             t = summarise(group, by=["method"], metric=metric).iloc[0]

@@ -147,6 +147,9 @@ def test_drop_by_seed_and_item_summary_of_drops():
     bare = [{k: v for k, v in r.items() if k != "predictions"} for r in recs]
     t = items.item_summary(rows, bare, metric="drop").iloc[0]
     assert t["interval"] == "t" and t["method"] == "a (t)" and t["n"] == 2
+    # one of the two runs without them: the bootstrap would drop it, so the t interval over both
+    half = items.item_summary(rows, [recs[0], bare[1]], metric="drop").iloc[0]
+    assert half["interval"] == "t" and half["n"] == 2
 
 
 def test_an_interval_of_one_seed_says_it_leaves_out_the_seeds():

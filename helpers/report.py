@@ -771,9 +771,9 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
     without = int(sum((parts[k]["interval"] == "t").sum() for k in ("test split", "external")))
     table = pd.concat([s.assign(metric=name) for name, s in parts.items()], ignore_index=True)
     chance = runs.groupby(by)[["chance_uniform", "chance_majority", "n"]].max()
-    shown = ci_table(table, by, ["metric"]).join(chance.rename(columns={"chance_uniform": "chance (uniform over its classes)",
-                                                                        "chance_majority": "chance (majority)",
-                                                                        "n": "external items"}).round(3))
+    names = {"chance_uniform": "chance (uniform over its classes)", "chance_majority": "chance (majority)",
+             "n": "external items"}
+    shown = ci_table(table, by, ["metric"]).join(chance.rename(columns=names).round(3))
     lines = ["## External validity", f"Accuracy on the fixed test split and on independent recordings and photos "
              f"(only the classes they share with the study; never trained on, nothing chosen by them), paired by run "
              f"({where}); mean [95% interval] (seeds): for the two accuracies a bootstrap over seeds and test items"

@@ -146,7 +146,8 @@ def items_needed_text(fit: LearningCurve, target_accuracy: float, short: bool = 
     if math.isnan(value):
         return "no fit" if short else "no curve could be fitted (one training-set size)"
     if math.isinf(value):
-        return f"never (a={fit.a:.2f})" if short else f"not reached on the fitted curve, which levels off at {fit.a:.3f}"
+        return f"never (a={fit.a:.2f})" if short else \
+            f"not reached on the fitted curve, which levels off at {fit.a:.3f}"
     if value <= fit.x_min:
         return f"<= {fit.x_min:,.0f}" if short else \
             f"already reached with the smallest training set run ({fit.x_min:,.0f} items)"

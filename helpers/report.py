@@ -575,16 +575,15 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
                    else "well above chance: the label is partly predictable from recording/file metadata, so some "
                    "of the headline accuracy may come from these cues rather than the animal" if lo.max() > 0.1
                    else "close to the majority-class rate: no strong metadata shortcut was found"
-                   if hi.max() <= 0.1 else "an interval reaches more than 0.1 above the majority-class rate without lying wholly above "
-                   "it: a metadata shortcut is possible, not established")
+                   if hi.max() <= 0.1 else "an interval reaches more than 0.1 above the majority-class rate "
+                   "without lying wholly above it: a metadata shortcut is possible, not established")
         reach = "; ".join(f"a {name} {format_ci(r['mean'], r['lo'], r['hi'], r['n'])}" for name, r in others.iterrows())
         out.append(f"{modality}: classifiers that see only nuisance features reach {reach}, against "
                    f"{a.loc['majority', 'mean']:.3f} for always guessing the majority class — {verdict}.")
     if not drops.empty:
         worst = drops.sort_values("mean").iloc[0]
         out.append(f"Largest counterfactual drop by its mean (picked from {len(drops)}, so its interval is "
-                   "optimistic): "
-                   f"{worst['method']} ({worst['protocol']}, {worst['view']} view) loses "
+                   f"optimistic): {worst['method']} ({worst['protocol']}, {worst['view']} view) loses "
                    f"{-worst['mean']:.3f} accuracy on `{worst['test_set']}` "
                    f"({format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}). A large drop under a change "
                    "that keeps the animal (band limit, level, length, border, colour, compression) means the model "
@@ -790,8 +789,7 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
         classes = used[0]["classes"]
         mean = pd.DataFrame(recalls, columns=classes).mean().dropna()
         lines += [f"Largest drop by its mean (picked from {len(parts['drop'])}): {worst['method']} "
-                  f"({worst['protocol']}, "
-                  f"{worst['view']}) "
+                  f"({worst['protocol']}, {worst['view']}) "
                   f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'])}. Its per-class recall on the "
                   "external items, mean over runs: " + ", ".join(f"{c} {v:.2f}" for c, v in mean.items()) + ".", ""]
     return lines
@@ -806,8 +804,9 @@ def interval_verdict(lo: float, hi: float, threshold: float) -> str:
 def target_verdict(mean: float, lo: float, hi: float, threshold: float) -> str:
     """Whether an accuracy with its interval [lo, hi] meets `>= threshold` (interval_verdict), and by how much."""
     gap = mean - threshold
-    return {"met": "yes", "missed": f"**no**, by {-gap:.3f}",
-            "open": f"not established: the interval spans it (mean {gap:+.3f} from it)"}[interval_verdict(lo, hi, threshold)]
+    said = {"met": "yes", "missed": f"**no**, by {-gap:.3f}",
+            "open": f"not established: the interval spans it (mean {gap:+.3f} from it)"}
+    return said[interval_verdict(lo, hi, threshold)]
 
 
 def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:

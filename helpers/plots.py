@@ -15,6 +15,7 @@ import pandas as pd
 
 from .config import StudyError
 from .curves import training_items
+from .items import item_summary
 from .tables import METRICS, PROTOCOL_ORDER, VIEW_ORDER, X_LABELS, primary_protocols, select, summarise
 
 if TYPE_CHECKING:
@@ -134,12 +135,14 @@ def _new_figure(npanels: int, width: float = 4.2, height: float = 3.4, sharey: b
 
 def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", views=None, methods=None,
                protocol="primary", test_set: str = "test", confidence: float = 0.95, title: str | None = None,
-               **where):
-    """A matplotlib Figure: mean `metric` over seeds against `x`, with its t interval as a band,
+               records=None, **where):
+    """A matplotlib Figure: mean `metric` over seeds against `x`, with its interval as a band,
     one line per method (and protocol), one panel per view (audio, image, fused, ...).
 
     protocol: "primary" (one per method, see primary_protocols), None (all, each its own line),
-    or a name / list of names. `where` filters rows first (e.g. fraction=0.8).
+    or a name / list of names. `where` filters rows first (e.g. fraction=0.8). With `records` (the runs' metrics
+    records) accuracy bands are the bootstrap over seeds and test items (items.item_summary), so a point of one
+    seed has one too; without them, the t interval over seeds.
     """
     if x not in df:
         raise StudyError(f"plot_curve: no column {x!r}; the table has {list(df.columns)}")
@@ -163,7 +166,12 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
                      transform=axes[0].transAxes)
         axes[0].set_axis_off()
         return fig
-    s = summarise(d, by=["method", "protocol", "view", x], metric=metric, confidence=confidence)
+    items = records is not None and metric == "accuracy" and "run_dir" in d
+    if items:
+        s = item_summary(d, records, by=[x])
+        items = not s.empty and (s["interval"] == "bootstrap").all()   # else the t interval, as without records
+    if not items:
+        s = summarise(d, by=["method", "protocol", "view", x], metric=metric, confidence=confidence)
     several = s.groupby("method")["protocol"].nunique().gt(1).to_dict()
     lines = sorted({(m, p) for m, p in zip(s["method"], s["protocol"])},
                    key=lambda mp: (mp[0], PROTOCOL_ORDER.index(mp[1]) if mp[1] in PROTOCOL_ORDER else 99))
@@ -192,8 +200,9 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
             ax.legend(fontsize=7, loc="best")
     axes[0].set_ylabel(f"{metric} ({test_set or 'all'} set)")
     clipped = " (clipped to [0, 1])" if metric in METRICS else ""
-    fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: {_interval_caption(s['n'], confidence)}"
-                 f"{clipped if s['n'].max() > 1 else ''}")
+    band = ("mean over seeds, 95% bootstrap interval over seeds and test items" if items else
+            _interval_caption(s["n"], confidence) + (clipped if s["n"].max() > 1 else ""))
+    fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: {band}")
     return fig
 
 

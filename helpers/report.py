@@ -304,7 +304,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
                   "where the records keep no per-item predictions], (seeds):", "",
                   _md_table(ci_table(s, ["method", "protocol", "view"], [x])), ""]
         for metric in ("accuracy", "macro_f1"):
-            fig = plot_curve(sl, x=x, metric=metric)
+            fig = plot_curve(sl, x=x, metric=metric, records=records)
             figures.append(_save(fig, fig_dir / f"{metric}_vs_{x}.png"))
             lines += [f"![{metric} vs {x}](figures/{figures[-1]})", ""]
 

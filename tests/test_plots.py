@@ -29,6 +29,17 @@ def test_plot_curve_returns_a_figure_per_view(df):
         plots.plot_curve(df, x="no_such_axis")
 
 
+def test_plot_curve_with_records_draws_item_level_bands(tmp_path):
+    recs = records.load_records(write_study(tmp_path / "results"))
+    df = tables.results_table(recs)
+    fig = plots.plot_curve(df, x="noise", fraction=0.8, records=recs)
+    assert "bootstrap interval over seeds and test items" in fig.get_suptitle()
+    image_ax = fig.axes[1]
+    assert len(image_ax.collections) == len(image_ax.get_lines())
+    # macro-F1 has no per-item values: the t interval over seeds
+    assert "t-interval" in plots.plot_curve(df, x="noise", metric="macro_f1", fraction=0.8, records=recs).get_suptitle()
+
+
 def test_plot_learning_curves_draws_points_and_fits(df):
     d = df[df["noise"] == 0.0]
     fits = curves.learning_curves(tables.primary_protocols(d[d["test_set"] == "test"]))

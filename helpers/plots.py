@@ -200,14 +200,18 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
             ax.legend(fontsize=7, loc="best")
     axes[0].set_ylabel(f"{metric} ({test_set or 'all'} set)")
     clipped = " (clipped to [0, 1])" if metric in METRICS else ""
-    band = ("mean over seeds, 95% bootstrap interval over seeds and test items" if items else
+    band = (_interval_caption(s["n"], confidence, s["interval"]) if items else
             _interval_caption(s["n"], confidence) + (clipped if s["n"].max() > 1 else ""))
     fig.suptitle(title or f"{metric} vs {X_LABELS.get(x, x)}: {band}")
     return fig
 
 
-def _interval_caption(n, confidence: float = 0.95) -> str:
-    """What a plot's bands or error bars show, from the seeds per point (`n`): a t interval needs two seeds."""
+def _interval_caption(n, confidence: float = 0.95, interval=None) -> str:
+    """What a plot's bands or error bars show, from the seeds per point (`n`) and, where given, each point's
+    interval kind (items.item_summary's "bootstrap" or "t"): a t interval needs two seeds, a bootstrap over test
+    items does not."""
+    if interval is not None and len(interval) and (pd.Series(interval) == "bootstrap").all():
+        return f"mean over seeds, {confidence:.0%} bootstrap interval over seeds and test items"
     n = pd.Series(n).dropna()
     if n.empty or n.max() < 2:
         return "one seed per point: no interval over seeds is drawn"
@@ -261,13 +265,16 @@ def plot_learning_curves(df: pd.DataFrame, fits: pd.DataFrame, metric: str = "ac
     return fig
 
 
-def headline_figure(head: pd.DataFrame):
-    """Test accuracy per method (primary protocol), one panel per view: mean over seeds and 95% t interval;
-    None when there is no accuracy to show."""
+def headline_figure(head: pd.DataFrame, records=None):
+    """Test accuracy per method (primary protocol), one panel per view: mean over seeds and 95% interval (with
+    `records`, the bootstrap over seeds and test items; else the t interval over seeds); None when there is no
+    accuracy to show."""
     d = primary_protocols(head[head["accuracy"].notna()])
     if d.empty:
         return None
-    s = summarise(d, by=["method", "protocol", "view"], metric="accuracy")
+    s = item_summary(d, records) if records is not None and "run_dir" in d else pd.DataFrame()
+    if s.empty or not (s["interval"] == "bootstrap").all():   # no per-item predictions: the t interval over seeds
+        s = summarise(d, by=["method", "protocol", "view"], metric="accuracy")
     views = [v for v in VIEW_ORDER if v in set(s["view"])]
     fig, axes = _new_figure(len(views), width=3.6, height=max(2.2, 0.3 * s.groupby("view").size().max() + 1.2),
                             sharey=False)
@@ -280,7 +287,9 @@ def headline_figure(head: pd.DataFrame):
         ax.set_xlabel("accuracy (test)")
         ax.set_xlim(0, 1)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Test accuracy: {_interval_caption(s['n'])}" + (" (clipped to [0, 1])" if s["n"].max() > 1 else ""))
+    kind = s.get("interval")
+    fig.suptitle(f"Test accuracy: {_interval_caption(s['n'], interval=kind)}"
+                 + (" (clipped to [0, 1])" if kind is None and s["n"].max() > 1 else ""))
     return fig
 
 
@@ -311,5 +320,5 @@ def counterfactual_bars(drops: pd.DataFrame):
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("accuracy change")
     fig.suptitle("Counterfactual drops: accuracy on the changed test set minus on the plain one; "
-                 + _interval_caption(drops["n"]))
+                 + _interval_caption(drops["n"], interval=drops.get("interval")))
     return fig

@@ -288,7 +288,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
     lines += external
     if len(external) > 3:   # the README's results block gets the external table too
         blocks["results"] += ["", *external[2:4]]
-    fig = headline_figure(head)
+    fig = headline_figure(head, records)
     if fig is not None:
         figures.append(_save(fig, fig_dir / "headline.png"))
         lines += [f"![headline accuracy](figures/{figures[-1]})", ""]

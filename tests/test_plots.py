@@ -62,6 +62,14 @@ def test_headline_figure_one_bar_per_method_and_view(df):
     assert "t-interval" not in one_seed.get_suptitle() and "no interval" in one_seed.get_suptitle()
 
 
+def test_headline_figure_with_records_draws_item_level_intervals(tmp_path):
+    recs = records.load_records(write_study(tmp_path / "results"))
+    df = tables.results_table(recs)
+    head = df[(df["test_set"] == "test") & (df["noise"] == 0.0) & (df["fraction"] == 0.8)]
+    fig = plots.headline_figure(head, recs)
+    assert "bootstrap interval over seeds and test items" in fig.get_suptitle() and len(fig.axes[1].patches) == 3
+
+
 def test_counterfactual_bars_from_runs_or_their_summary(df):
     drops = validity.counterfactual_drops(df[(df["noise"] == 0.0) & (df["fraction"] == 0.8)])
     fig = plots.counterfactual_bars(drops)

@@ -45,11 +45,13 @@ def item_ids(record: dict, view: str, test_set: str = "test") -> tuple | None:
 
 class BySeed(dict):
     """seed -> per-item values (whether each item was right, or a per-item change), with `ids`: seed -> the ids
-    of the items in that order (None: the record names none), so that two maps pair only on the same items."""
+    of the items in that order (None: the record names none), so that two maps pair only on the same items, and
+    `machines`: seed -> the CPU model that ran it (None: not recorded), so that a pairing says when it crosses
+    machines (their kernels round differently, so training goes elsewhere as with another seed)."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        self.ids = {}
+        self.ids, self.machines = {}, {}
 
 
 def correct_by_seed(records, spec: dict, test_set: str = "test", where: dict | None = None,
@@ -74,6 +76,7 @@ def correct_by_seed(records, spec: dict, test_set: str = "test", where: dict | N
                                  "the parameter(s) that tell them apart")
             continue
         by_seed[seed], by_seed.ids[seed], runs[seed] = correct, ids, r.get("run_dir", "?")
+        by_seed.machines[seed] = (r.get("environment") or {}).get("cpu_model")
     return by_seed
 
 
@@ -95,6 +98,8 @@ def paired_items(by_a: dict, by_b: dict, n_boot: int = 2000, seed: int = 0) -> d
         raise StudyError("no seed has item predictions on both sides, on the same items")
     A, B = [by_a[s] for s in seeds], [by_b[s] for s in seeds]
     out = ev.paired_bootstrap(A, B, n_boot=n_boot, seed=seed) | {"seed_list": seeds}
+    machines = [(getattr(by_a, "machines", {}).get(s), getattr(by_b, "machines", {}).get(s)) for s in seeds]
+    out["machines_differ"] = sum(1 for m_a, m_b in machines if m_a and m_b and m_a != m_b)
     if all(np.asarray(x).dtype == bool for x in A + B):
         tests = [ev.mcnemar(x, y) for x, y in zip(A, B)]
         out.update(mcnemar_p=same_direction_p(tests),
@@ -135,7 +140,7 @@ def drop_by_seed(records, spec: dict, test_set: str) -> dict:
     1), from the same run: a counterfactual changes the inputs of the test items, never which items."""
     changed, plain = correct_by_seed(records, spec, test_set), correct_by_seed(records, spec, "test")
     out = BySeed({s: changed[s].astype(float) - plain[s] for s in _paired_seeds(changed, plain)})
-    out.ids = {s: plain.ids.get(s) for s in out}
+    out.ids, out.machines = {s: plain.ids.get(s) for s in out}, {s: plain.machines.get(s) for s in out}
     return out
 
 
@@ -144,8 +149,10 @@ def interval_text(result: dict, over: str = "paired bootstrap") -> str:
     seed the bootstrap resamples the items of one training run only, and the text says so."""
     one = (": one training run, so the interval leaves out how training varies with the seed"
            if result["seeds"] < 2 else "")
+    crossed = result.get("machines_differ") or 0
+    machines = f"; {crossed} of the seed pairs ran on different CPU models" if crossed else ""
     return (f"{result['mean_diff']:+.3f} [{result['ci_lo']:+.3f}, {result['ci_hi']:+.3f}] over {result['seeds']} "
-            f"seed(s) x {result['items']} items ({over}{one})")
+            f"seed(s) x {result['items']} items ({over}{one}{machines})")
 
 
 def statement(result: dict) -> str:

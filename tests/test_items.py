@@ -170,3 +170,16 @@ def test_two_runs_of_one_seed_that_disagree_are_an_error_not_a_silent_pick():
     assert items.correct_by_seed([clean, noisy], A, where={"noise": 0.2})[0].sum() == 0
     # the same predictions twice (one point, recorded again) are one run's answer
     assert items.correct_by_seed([clean, dict(clean)], A)[0].all()
+
+
+def test_a_pairing_across_cpu_models_says_so():
+    y = np.arange(20) % 4
+    a, b = _record(0, y.tolist(), y.tolist(), y.tolist()), _record(0, ((y + 1) % 4).tolist(), y.tolist(), y.tolist())
+    a["environment"], b["environment"] = {"cpu_model": "AMD EPYC"}, {"cpu_model": "Intel Xeon"}
+    b["params"]["noise"] = 0.2
+    spec = {"method": "a", "protocol": "p", "view": "image"}
+    e = items.item_effect([a, b], spec, "noise", 0.2, 0.0, n_boot=100)
+    assert e["machines_differ"] == 1 and "1 of the seed pairs ran on different CPU models" in items.interval_text(e)
+    b["environment"]["cpu_model"] = "AMD EPYC"
+    e = items.item_effect([a, b], spec, "noise", 0.2, 0.0, n_boot=100)
+    assert e["machines_differ"] == 0 and "CPU models" not in items.interval_text(e)

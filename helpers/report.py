@@ -813,8 +813,10 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
     """The methods' targets (tables.METHOD_TARGETS): the candidate chosen on validation, its accuracy with the
     interval over seeds and items, and whether the target is met, by how much."""
     rows = target_rows(d)
+    unscored = [f"Not scored: issue {issue}, {what} ({why}; choosing by the test split would choose on test)."
+                for issue, what, why in rows.attrs.get("unscored", [])]
     if rows.empty:
-        return []
+        return ["## Targets", "", *unscored, ""] if unscored else []
     out = []
     for (issue, what), group in rows.groupby(["issue", "target"], sort=False):
         first = group.iloc[0]
@@ -832,7 +834,7 @@ def _targets_section(d: pd.DataFrame, records, where: str) -> list[str]:
             "and items] (seeds), or the t interval over seeds where the rows keep no per-item predictions. The "
             "targets are for the methods, never for the comparisons. A target is met when its whole interval is at "
             "or above it, missed when its whole interval is below it, and not established otherwise.", "",
-            _md_table(pd.DataFrame(out), index=False), "", *_recipe_lines(rows, records)]
+            _md_table(pd.DataFrame(out), index=False), "", *unscored, *_recipe_lines(rows, records)]
 
 
 def _recipe_lines(rows: pd.DataFrame, records=()) -> list[str]:

@@ -574,8 +574,9 @@ METHOD_TARGETS = (
 def target_rows(df: pd.DataFrame) -> pd.DataFrame:
     """For each METHOD_TARGETS entry with rows in df: the chosen candidate (best mean validation accuracy over
     seeds on the study's validation split) and its rows on the target's test set; columns issue, target,
-    threshold, method, protocol, view, test_set, val_mean, plus the rows' own (one per run)."""
-    out = []
+    threshold, method, protocol, view, test_set, val_mean, plus the rows' own (one per run). attrs["unscored"]:
+    (issue, target, why) of the targets whose candidates cannot be chosen between without the test split."""
+    out, unscored = [], []
     for issue, what, candidates, test_set, threshold in METHOD_TARGETS:
         scored = []
         for method, protocol, view in candidates:
@@ -586,12 +587,17 @@ def target_rows(df: pd.DataFrame) -> pd.DataFrame:
             val = rows[rows["test_set"] == "test"]["val_accuracy"].mean() if "val_accuracy" in rows else math.nan
             scored.append((val, on_set))
         if len(scored) > 1:   # only candidates with a validation score can be chosen: never by the test split
-            scored = [s for s in scored if not pd.isna(s[0])]
+            with_val = [s for s in scored if not pd.isna(s[0])]
+            if not with_val:
+                unscored.append((issue, what, f"{len(scored)} candidates and no validation score to choose by"))
+            scored = with_val
         if not scored:
             continue
         val, rows = max(scored, key=lambda s: s[0])
         out.append(rows.assign(issue=issue, target=what, threshold=threshold, val_mean=val))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    table.attrs["unscored"] = unscored   # (issue, target, why): said by the report, never dropped silently
+    return table
 
 
 def md_table(df: pd.DataFrame, index: bool = True) -> str:

@@ -303,3 +303,13 @@ def test_variants_read_defaults_first_then_one_factor_at_a_time_in_the_factors_o
             == ["defaults", "sample_rate=16000", "augment=False", "none"])
     assert (variant_order(["decay_epochs=5", "image_size=96", "defaults", "mix=mixup"], RECIPES)
             == ["defaults", "mix=mixup", "image_size=96", "decay_epochs=5"])
+
+
+def test_a_target_whose_candidates_have_no_validation_score_is_said_not_scored():
+    rows = pd.DataFrame([{"method": m, "protocol": "supervised", "view": "audio", "test_set": "test", "accuracy": a,
+                          "seed": 0} for m, a in (("audio_mel", 0.8), ("audio_wave", 0.9))])
+    chosen = tables.target_rows(rows)
+    assert "audio from scratch" not in set(chosen.get("target", []))
+    assert any(t == "audio from scratch" and "no validation score" in why for _, t, why in chosen.attrs["unscored"])
+    scored = tables.target_rows(rows.assign(val_accuracy=[0.95, 0.7]))
+    assert set(scored.loc[scored["target"] == "audio from scratch", "method"]) == {"audio_mel"}   # by validation

@@ -166,7 +166,8 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
                      transform=axes[0].transAxes)
         axes[0].set_axis_off()
         return fig
-    items = records is not None and metric == "accuracy" and "run_dir" in d
+    # (item_summary's bootstrap is a 95% interval: another confidence takes the t interval)
+    items = records is not None and metric == "accuracy" and "run_dir" in d and confidence == 0.95
     if items:
         s = item_summary(d, records, by=[x])
         items = not s.empty and (s["interval"] == "bootstrap").all()   # else the t interval, as without records
@@ -210,8 +211,12 @@ def _interval_caption(n, confidence: float = 0.95, interval=None) -> str:
     """What a plot's bands or error bars show, from the seeds per point (`n`) and, where given, each point's
     interval kind (items.item_summary's "bootstrap" or "t"): a t interval needs two seeds, a bootstrap over test
     items does not."""
-    if interval is not None and len(interval) and (pd.Series(interval) == "bootstrap").all():
+    kinds = pd.Series(interval if interval is not None else [], dtype=object)
+    if len(kinds) and (kinds == "bootstrap").all():
         return f"mean over seeds, {confidence:.0%} bootstrap interval over seeds and test items"
+    if len(kinds) and (kinds == "bootstrap").any():
+        return (f"mean over seeds, {confidence:.0%} bootstrap interval over seeds and test items; methods marked "
+                "(t): t interval over seeds")
     n = pd.Series(n).dropna()
     if n.empty or n.max() < 2:
         return "one seed per point: no interval over seeds is drawn"

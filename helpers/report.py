@@ -410,9 +410,9 @@ def _ranking_note(records, top, second, view: str, cond: dict) -> str:
     the two t intervals over seeds; with one seed and no predictions, not established."""
     specs = [{"method": r["method"], "protocol": r["protocol"], "view": view} for r in (top, second)]
     try:
-        c = item_comparison(records, *specs, where=cond)
-    except StudyError:
-        c = None
+        c, why = item_comparison(records, *specs, where=cond), ""
+    except StudyError as e:
+        c, why = None, str(e)
     if c is not None:
         if c["ci_lo"] > 0:
             return f"; the first is ahead of it on the same items: {interval_text(c)}."
@@ -420,10 +420,13 @@ def _ranking_note(records, top, second, view: str, cond: dict) -> str:
                 + ("favours the next one on test." if c["ci_hi"] < 0 else
                    "includes 0, so the ranking of these two on test is not established."))
     if top["n"] < 2 or second["n"] < 2:
-        return "; one seed and no item predictions: the ranking of these two on test is not established."
+        return (f"; one seed and no item-level comparison ({why}): the ranking of these two on test is not "
+                "established.")
+    if second["lo"] > top["hi"]:
+        return " — the next one's t interval lies wholly above the first's: it is ahead on test."
     if second["hi"] >= top["lo"] and top["hi"] >= second["lo"]:
         return " — the intervals overlap, so the ranking of these two is not established."
-    return "."
+    return " — the first's t interval lies wholly above the next one's."
 
 
 def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
@@ -537,10 +540,12 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         adjusted = dict(zip(e.index, holm(p_values))) if any(p is not None for p in p_values) else {}
         picked = "; ".join(f"{name} Holm p={adjusted[r.name]:.2g}" for name, r in (("most", worst), ("least", best))
                            if adjusted.get(r.name) is not None)
+        m = sum(p is not None for p in p_values)
         out.append(f"Accuracy change from {x} {worst['baseline']} to {extreme}{' at ' + at if at else ''}, "
                    f"paired by seed: most negative {say(worst)}; least negative {say(best)} "
                    f"({len(e)} method/view combinations; these two are picked by their means"
-                   + (f", so their t-test p-values are Holm-adjusted over the {len(e)}: {picked}" if picked else "")
+                   + (f", so their t-test p-values are Holm-adjusted over the {m} with a t-test: {picked}"
+                      if picked else "")
                    + ").")
     return out
 
@@ -629,19 +634,26 @@ def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> l
 
 
 def _machines_note(d: pd.DataFrame, records) -> str:
-    """A sentence when the variants' runs were made on other CPU models than the defaults': pairing by seed then
-    pairs two machines too, whose kernels round differently, so training goes elsewhere as with another seed."""
-    by_dir = {str(r.get("run_dir")): r for r in records}
-    cpus = {v: sorted({str(((by_dir.get(str(run)) or {}).get("environment") or {}).get("cpu_model") or "not recorded")
-                       for run in g["run_dir"].unique()}) for v, g in d.groupby("variant")} if "run_dir" in d else {}
-    if "defaults" not in cpus:
+    """A sentence when a variant's run of a seed was made on another CPU model than the defaults' run of that seed
+    (both recorded): pairing by seed then pairs two machines too, whose kernels round differently, so training
+    goes elsewhere as with another seed."""
+    if "run_dir" not in d or "seed" not in d:
         return ""
-    other = {v: c for v, c in cpus.items() if v != "defaults" and c != cpus["defaults"]}
-    if not other:
+    cpu = {str(r.get("run_dir")): (r.get("environment") or {}).get("cpu_model") for r in records}
+    runs = d.drop_duplicates(["variant", "seed", "run_dir"])
+    machine = {(v, s): cpu.get(str(run)) for v, s, run in zip(runs["variant"], runs["seed"], runs["run_dir"])}
+    crossed = {}
+    for (v, s), m in machine.items():
+        base = machine.get(("defaults", s))
+        if v != "defaults" and m and base:
+            crossed.setdefault(v, [0, 0])
+            crossed[v][1] += 1
+            crossed[v][0] += m != base
+    said = [f"`{v}` {k} of {n}" for v, (k, n) in crossed.items() if k]
+    if not said:
         return ""
-    return (f" The defaults ran on {', '.join(cpus['defaults'])}, but "
-            + "; ".join(f"`{v}` on {', '.join(c)}" for v, c in other.items())
-            + ": those pairs differ by the machine too, which moves training as another seed would.")
+    return (" Seed pairs whose two runs were made on different CPU models: " + "; ".join(said)
+            + "; those pairs differ by the machine too, which moves training as another seed would.")
 
 
 def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
@@ -658,6 +670,8 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
     # that the variant does (training varies with the seed), so it is shown but left out of the Holm family
     one_run = acc["n"].lt(2)
     tested = acc["p_value"].notna() & ~same & ~one_run
+    if "cohens_dz" in acc:   # paired by seed with no spread across seeds: no t-test, so no p to adjust
+        tested &= acc["cohens_dz"].notna()
     acc["p_holm"] = None
     acc.loc[tested, "p_holm"] = holm(list(acc.loc[tested, "p_value"].astype(float)))
     seeds = ", ".join(sorted(set(p["seeds"].astype(str))))
@@ -675,20 +689,22 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
             text += f", p={r['p_value']:.2g}" if pd.notna(r.get("p_value")) else ""
         one = " (one run each)" if r.get("n", 2) < 2 else ""
         return text + one + (f" (Holm {r['p_holm']:.2g})" if pd.notna(r.get("p_holm")) else "")
-    out = []
+    out, shown = [], []
     family = (f"Holm over the {int(tested.sum())} tests of this table over two or more seeds with any item that "
-              "changed" if tested.any() else "no Holm family: no test here has two or more seeds")
+              "changed" if tested.any() else "no Holm family: no cell here is a test over two or more seeds with "
+              "any item that changed")
     for what, rows in ((f"Plain test accuracy, each variant minus the defaults, {pairing}{test_note}; {family}:", acc),
                        ("Drop on `bandlimit_4k`, each variant minus the defaults (a difference of differences, "
                         f"same items), {pairing}):",
                         p[(p["measure"] == "drop") & (p["view"] == "audio") & (p.get("test_set") == "bandlimit_4k")])):
         if rows.empty:
             continue
+        shown.append(rows)
         rows = rows.assign(cell=[cell(r) for r in rows.to_dict("records")])
         wide = rows.pivot_table(index=["method", "protocol", "view"], columns="variant", values="cell",
                                 aggfunc="first", sort=False)
         out += [what, "", _md_table(wide[[v for v in p["variant"].drop_duplicates() if v in wide.columns]]), ""]
-    if out and p["n"].lt(2).any():
+    if out and pd.concat(shown)["n"].lt(2).any():
         out += ["Cells marked (one run each) pair one training run of the variant with one of the defaults: their "
                 "interval and p-value cover the test items only, not how training varies with the seed, so they do "
                 "not separate the variant from training variation (they are not in the Holm family). More seeds "
@@ -713,9 +729,10 @@ def _bandlimit_target(d: pd.DataFrame, records) -> list[str]:
         s = item_summary(r, records, metric="drop")
         worst = s.sort_values("mean").iloc[0]
         # met when every audio model's interval lies above -2 points, missed when one lies below it
-        verdicts = {interval_verdict(lo, hi, -0.02) for lo, hi in zip(s["lo"], s["hi"])}
+        verdicts = {"open" if kind == "t" and n < 2 else interval_verdict(lo, hi, -0.02)   # one seed, no interval
+                    for lo, hi, n, kind in zip(s["lo"], s["hi"], s["n"], s["interval"])}
         met = ("missed" if "missed" in verdicts else "met" if verdicts == {"met"}
-               else "not established (an interval spans -0.02)")
+               else "not established (an interval spans -0.02, or a one-seed model has none)")
         out.append(f"Band-limit drop of the audio models with {variant}: worst {worst['method']} "
                    f"{format_ci(worst['mean'], worst['lo'], worst['hi'], worst['n'], interval=worst['interval'])}; "
                    f"target (< 2 points for every audio model) {met}"

@@ -1,5 +1,6 @@
 """helpers.plots' figures of results tables, on fake records: one panel per view or test set, one line or bar
 per method, and an explicit empty figure when there is nothing to draw."""
+import numpy as np
 import pytest
 from fake_records import fake_record, write_study
 from matplotlib.figure import Figure
@@ -34,8 +35,16 @@ def test_plot_curve_with_records_draws_item_level_bands(tmp_path):
     df = tables.results_table(recs)
     fig = plots.plot_curve(df, x="noise", fraction=0.8, records=recs)
     assert "bootstrap interval over seeds and test items" in fig.get_suptitle()
-    image_ax = fig.axes[1]
-    assert len(image_ax.collections) == len(image_ax.get_lines())
+    # one seed per noise level: the t band would have no height, the bootstrap over the test items has one
+    def heights(fig):   # the band's height at each x: its upper minus its lower edge there
+        out = []
+        for band in fig.axes[1].collections:
+            v = band.get_paths()[0].vertices
+            out += [np.ptp(v[np.isclose(v[:, 0], x), 1]) for x in np.unique(v[:, 0])]
+        return out
+    one_seed = df[df["seed"] == 0]
+    assert all(h > 0 for h in heights(plots.plot_curve(one_seed, x="noise", fraction=0.8, records=recs)))
+    assert all(h == pytest.approx(0) for h in heights(plots.plot_curve(one_seed, x="noise", fraction=0.8)))
     # macro-F1 has no per-item values: the t interval over seeds
     assert "t-interval" in plots.plot_curve(df, x="noise", metric="macro_f1", fraction=0.8, records=recs).get_suptitle()
 

@@ -107,7 +107,7 @@ def test_a_variant_run_with_one_seed_is_shown_but_never_counted_as_a_test(tmp_pa
     text = (folder / "README.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| audio_mel | supervised | audio | +0.046"))
     assert "p=0.0078 (one run each)" in row and "Holm" not in row
-    assert "no Holm family: no test here has two or more seeds" in text
+    assert "no Holm family: no cell here is a test over two or more seeds" in text
     assert "`quieter_12db` (audio) in 3 of 3 runs" in text and "not a pass" in text
 
 
@@ -514,3 +514,38 @@ def test_a_recipe_is_kept_only_above_the_defaults_and_a_tie_is_said():
     assert keep(pd.Series({"defaults": 0.93, "mix=mixup": 0.93})) == "defaults"
     assert keep(pd.Series({"defaults": 0.90, "mix=mixup": 0.97619, "spec_augment=True": 0.97619})) == \
         "tie: mix=mixup = spec_augment=True"
+
+
+def test_machines_are_compared_seed_pair_by_seed_pair():
+    d = pd.DataFrame({"variant": ["defaults", "defaults", "x", "x", "y"], "seed": [0, 1, 0, 1, 0],
+                      "run_dir": ["d0", "d1", "x0", "x1", "y0"]})
+    cpu = {"d0": "AMD", "d1": "Intel", "x0": "AMD", "x1": "AMD", "y0": None}
+    recs = [{"run_dir": k, "environment": {"cpu_model": v}} for k, v in cpu.items()]
+    note = report._machines_note(d, recs)
+    assert "`x` 1 of 2" in note and "`y`" not in note        # y's machine is not recorded: not counted
+    cpu["x1"] = "Intel"
+    assert report._machines_note(d, [{"run_dir": k, "environment": {"cpu_model": v}} for k, v in cpu.items()]) == ""
+
+
+def test_the_ranking_note_says_which_way_the_t_intervals_lie():
+    top = {"method": "a", "protocol": "p", "mean": 0.6, "lo": 0.55, "hi": 0.65, "n": 3}
+    below = {**top, "method": "b", "mean": 0.4, "lo": 0.35, "hi": 0.45}
+    above = {**top, "method": "b", "mean": 0.8, "lo": 0.75, "hi": 0.85}
+    overlapping = {**top, "method": "b", "lo": 0.5}
+    note = lambda second: report._ranking_note([], top, second, "image", {})   # no records: the t intervals
+    assert "first's t interval lies wholly above" in note(below)
+    assert "it is ahead on test" in note(above)
+    assert "not established" in note(overlapping)
+    assert "not established" in report._ranking_note([], {**top, "n": 1}, below, "image", {})
+
+
+def test_paired_by_seed_without_spread_is_not_a_test_in_the_holm_family():
+    rows = pd.DataFrame([{"method": "m", "protocol": "p", "view": "audio", "variant": "v", "measure": "accuracy",
+                          "mean_diff": 0.05, "ci_lo": 0.05, "ci_hi": 0.05, "n": 3, "seeds": "0,1,2", "p_value": 0.0,
+                          "cohens_dz": None, "interval": "t"},
+                         {"method": "k", "protocol": "p", "view": "audio", "variant": "v", "measure": "accuracy",
+                          "mean_diff": 0.02, "ci_lo": -0.01, "ci_hi": 0.05, "n": 3, "seeds": "0,1,2", "p_value": 0.04,
+                          "cohens_dz": 1.5, "interval": "t"}])
+    text = "\n".join(report._variant_paired_lines(rows))
+    assert "Holm over the 1 tests" in text
+    assert "(Holm 0)" not in text and "(Holm 0.04)" in text

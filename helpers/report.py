@@ -407,7 +407,7 @@ def _records_of(records, rows: pd.DataFrame) -> list:
 def _ranking_note(records, top, second, view: str, cond: dict) -> str:
     """Whether the method best on validation is also ahead of the next one on the test split: item by item on
     the same seeds and items where the records keep predictions (the interval covers seeds and test items), else
-    the two t intervals over seeds; with one seed and no predictions, not established."""
+    the two t intervals over seeds; with one seed and no item-level comparison, not established."""
     specs = [{"method": r["method"], "protocol": r["protocol"], "view": view} for r in (top, second)]
     try:
         c, why = item_comparison(records, *specs, where=cond), ""
@@ -533,8 +533,8 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
             except StudyError:
                 pass
             return text
-        # the extremes are picked by their means from len(e) tests: their p-values are Holm-adjusted over all
-        # (no spread across seeds: no t-test, so no p-value to adjust)
+        # the extremes are picked by their means from len(e) rows: their p-values are Holm-adjusted over the rows
+        # that have a t-test (no spread across seeds: no t-test, so no p to adjust)
         p_values = [None if pd.isna(p) or pd.isna(r.get("cohens_dz", 0.0)) else float(p)
                     for p, (_, r) in zip(e.get("p_value", pd.Series([None] * len(e))), e.iterrows())]
         adjusted = dict(zip(e.index, holm(p_values))) if any(p is not None for p in p_values) else {}

@@ -133,6 +133,17 @@ def _new_figure(npanels: int, width: float = 4.2, height: float = 3.4, sharey: b
     return fig, axes[:npanels]
 
 
+def _summary(d: pd.DataFrame, records, by=(), metric: str = "accuracy", confidence: float = 0.95) -> pd.DataFrame:
+    """Per method, protocol, view (and `by`): items.item_summary's bootstrap over seeds and test items when every
+    group has per-item predictions (accuracy, 95%: its only level), with its column interval; else summarise's
+    t interval over seeds, without that column, so that one figure never mixes the two."""
+    if records is not None and metric == "accuracy" and "run_dir" in d and confidence == 0.95:
+        s = item_summary(d, records, by=list(by))
+        if not s.empty and (s["interval"] == "bootstrap").all():
+            return s
+    return summarise(d, by=["method", "protocol", "view", *by], metric=metric, confidence=confidence)
+
+
 def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", views=None, methods=None,
                protocol="primary", test_set: str = "test", confidence: float = 0.95, title: str | None = None,
                records=None, **where):
@@ -166,13 +177,8 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
                      transform=axes[0].transAxes)
         axes[0].set_axis_off()
         return fig
-    # (item_summary's bootstrap is a 95% interval: another confidence takes the t interval)
-    items = records is not None and metric == "accuracy" and "run_dir" in d and confidence == 0.95
-    if items:
-        s = item_summary(d, records, by=[x])
-        items = not s.empty and (s["interval"] == "bootstrap").all()   # else the t interval, as without records
-    if not items:
-        s = summarise(d, by=["method", "protocol", "view", x], metric=metric, confidence=confidence)
+    s = _summary(d, records, [x], metric, confidence)
+    items = "interval" in s
     several = s.groupby("method")["protocol"].nunique().gt(1).to_dict()
     lines = sorted({(m, p) for m, p in zip(s["method"], s["protocol"])},
                    key=lambda mp: (mp[0], PROTOCOL_ORDER.index(mp[1]) if mp[1] in PROTOCOL_ORDER else 99))
@@ -277,9 +283,7 @@ def headline_figure(head: pd.DataFrame, records=None):
     d = primary_protocols(head[head["accuracy"].notna()])
     if d.empty:
         return None
-    s = item_summary(d, records) if records is not None and "run_dir" in d else pd.DataFrame()
-    if s.empty or not (s["interval"] == "bootstrap").all():   # no per-item predictions: the t interval over seeds
-        s = summarise(d, by=["method", "protocol", "view"], metric="accuracy")
+    s = _summary(d, records)
     views = [v for v in VIEW_ORDER if v in set(s["view"])]
     fig, axes = _new_figure(len(views), width=3.6, height=max(2.2, 0.3 * s.groupby("view").size().max() + 1.2),
                             sharey=False)

@@ -30,7 +30,7 @@ from .plots import counterfactual_bars, headline_figure, plot_curve
 from .readme import performance_lines, update_readme_blocks
 from .tables import (AXES, METRICS, SMALL_MULTIMODAL, VIEW_ORDER, X_LABELS, ci_table, clustering_table, compare_methods,
                      condition_columns, convergence_table, effect_table, format_ci, format_diff, headline_condition,
-                     param_columns, primary_protocols, results_table, select, summarise, target_rows,
+                     matched_seeds, param_columns, primary_protocols, results_table, select, summarise, target_rows,
                      temperature_table)
 from .tables import md_table as _md_table
 from .validity import (MITIGATIONS, RECIPES, at_defaults, audit_tables, counterfactual_drops, external_drops,
@@ -295,10 +295,12 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
 
     for x, other in (("noise", "fraction"), ("fraction", "noise")):
         sl, fixed = _curve_slice(primary_protocols(test), x, other)
+        sl, unmatched = matched_seeds(sl, x)
         if sl.empty:
             continue
         at = ", ".join(f"{k}={v}" for k, v in fixed.items())
-        lines += [f"## Accuracy against {X_LABELS[x]}{' (' + at + ')' if at else ''}", ""]
+        lines += [f"## Accuracy against {X_LABELS[x]}{' (' + at + ')' if at else ''}", "",
+                  *([f"- {n}" for n in unmatched] + [""] if unmatched else [])]
         s = item_summary(sl, records, by=[x])
         lines += ["Mean over seeds, [95% bootstrap interval over seeds and test items; (t): t interval over seeds "
                   "where the records keep no per-item predictions], (seeds):", "",

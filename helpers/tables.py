@@ -222,6 +222,30 @@ def select(df: pd.DataFrame, spec) -> pd.DataFrame:
     return df[mask]
 
 
+def matched_seeds(d: pd.DataFrame, x: str) -> tuple[pd.DataFrame, list[str]]:
+    """A curve's rows on the seeds that every level of x has, per notebook, so a level's mean is never over
+    other seeds than its neighbours' (notebook 03's noise 0 has the 3 seeds of the scaling grid, its noise > 0
+    points seed 0 only). The paired effects (effect_table) pair by seed already. Returns (rows, notes naming
+    the runs left out, one per notebook that has any)."""
+    if d.empty or "seed" not in d:
+        return d, []
+    keep, notes = [], []
+    for notebook, g in d.groupby("notebook", sort=True):
+        common = set.intersection(*(set(s) for _, s in g.groupby(x)["seed"]))
+        if not common:   # no seed at every level: the curve as it is, said so
+            keep.append(g)
+            notes.append(f"{notebook}: no seed has every {x} level, so its levels average different seeds.")
+            continue
+        left = g[~g["seed"].isin(common)]
+        keep.append(g[g["seed"].isin(common)])
+        if not left.empty:
+            runs = left["run_dir"].nunique() if "run_dir" in left else len(left)
+            notes.append(f"{notebook}: this curve uses the seed(s) that every {x} level has "
+                         f"({', '.join(map(str, sorted(common)))}); {runs} run(s) of other seeds (at {x} "
+                         f"{', '.join(map(str, sorted(left[x].unique())))}) are left out of it.")
+    return pd.concat(keep), notes
+
+
 def _label(spec) -> str:
     """"imagenet (linear_probe, image)" for {"method": ..., "protocol": ..., "view": ...}."""
     if isinstance(spec, str):

@@ -313,3 +313,17 @@ def test_a_target_whose_candidates_have_no_validation_score_is_said_not_scored()
     assert any(t == "audio from scratch" and "no validation score" in why for _, t, why in chosen.attrs["unscored"])
     scored = tables.target_rows(rows.assign(val_accuracy=[0.95, 0.7]))
     assert set(scored.loc[scored["target"] == "audio from scratch", "method"]) == {"audio_mel"}   # by validation
+
+
+def test_a_curve_averages_the_same_seeds_at_every_level():
+    # notebook 03's noise 0 has the scaling grid's 3 seeds, its noise > 0 points seed 0 only
+    rows = pd.DataFrame({"notebook": ["03"] * 4 + ["02"] * 4, "run_dir": list("abcdefgh"),
+                         "seed": [0, 1, 2, 0, 0, 1, 0, 1], "noise": [0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.2, 0.2]})
+    kept, note = tables.matched_seeds(rows, "noise")
+    assert sorted(kept["run_dir"]) == ["a", "d", "e", "f", "g", "h"]
+    assert len(note) == 1   # notebook 02 has seeds 0 and 1 at both levels
+    assert "03: this curve uses the seed(s) that every noise level has (0); 2 run(s) of other seeds (at noise 0.0) " \
+        "are left out" in note[0]
+    # no seed at every level: nothing is dropped, and the note says the levels average different seeds
+    kept, note = tables.matched_seeds(rows[rows["run_dir"].isin(["b", "d"])], "noise")
+    assert len(kept) == 2 and "average different seeds" in note[0]

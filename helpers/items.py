@@ -1,5 +1,5 @@
 """Item-level comparisons from the per-item predictions every record keeps: two methods scored on the same
-test items and seeds, with an interval over both (a paired bootstrap) and McNemar's test per seed."""
+test items and seeds, with an interval over both (seeds_and_items_interval) and McNemar's test per seed."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,9 @@ import pandas as pd
 from . import evaluation as ev
 from .config import StudyError
 from .tables import summarise
+
+# how the item-level intervals are made, in the words the report and notebooks print
+INTERVAL = "t over seeds and bootstrap over test items"
 
 
 def labels_for(record: dict, view: str, test_set: str = "test") -> np.ndarray:
@@ -91,13 +94,14 @@ def _paired_seeds(a: dict, b: dict) -> list:
 
 def paired_items(by_a: dict, by_b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
     """a - b from two seed -> per-item maps (whether each item was right, or a per-item change such as
-    drop_by_seed's) over the seeds both have on as many items: the paired bootstrap over seeds and items,
-    and, when both sides are right/wrong, McNemar per seed (mcnemar_p, and the pooled discordant counts)."""
+    drop_by_seed's) over the seeds both have on as many items: seeds_and_items_interval of the paired
+    differences, and, when both sides are right/wrong, McNemar per seed (mcnemar_p, and the pooled discordant counts)."""
     seeds = _paired_seeds(by_a, by_b)
     if not seeds:
         raise StudyError("no seed has item predictions on both sides, on the same items")
     A, B = [by_a[s] for s in seeds], [by_b[s] for s in seeds]
-    out = ev.paired_bootstrap(A, B, n_boot=n_boot, seed=seed) | {"seed_list": seeds}
+    out = seeds_and_items_interval(np.stack([np.asarray(x, float) - np.asarray(y, float) for x, y in zip(A, B)]),
+                                   n_boot=n_boot, seed=seed) | {"seed_list": seeds}
     machines = [(getattr(by_a, "machines", {}).get(s), getattr(by_b, "machines", {}).get(s)) for s in seeds]
     out["machines_differ"] = sum(1 for m_a, m_b in machines if m_a and m_b and m_a != m_b)
     if all(np.asarray(x).dtype == bool for x in A + B):
@@ -107,12 +111,43 @@ def paired_items(by_a: dict, by_b: dict, n_boot: int = 2000, seed: int = 0) -> d
     return out
 
 
+def seeds_and_items_interval(D: np.ndarray, minus: np.ndarray | None = None, n_boot: int = 2000, seed: int = 0,
+                             confidence: float = 0.95) -> dict:
+    """Mean of D (seeds x items: per-item values, or paired differences), less the mean of `minus` (seeds x other
+    items, e.g. a run's plain test split against its external set: two item sets, resampled independently),
+    with an interval that covers both how training varies with the seed and the test sample. Two parts, added
+    in quadrature on each side: the seeds', the Student-t half-width of the seed means (S - 1 degrees of
+    freedom); the items', the percentile bootstrap of the seed-averaged per-item values. A bootstrap over 2-3
+    seeds alone (ev.paired_bootstrap) gives the seeds far too little weight: its interval can be narrower than
+    the t interval over the same seeds. With one seed, or seeds that agree, the seed part is 0 (the interval
+    then covers the test items only)."""
+    from scipy import stats
+    D = np.asarray(D, float)
+    M = np.zeros((len(D), 1)) if minus is None else np.asarray(minus, float)
+    if D.ndim != 2 or M.ndim != 2 or 0 in D.shape or 0 in M.shape or len(D) != len(M):
+        raise StudyError("seeds_and_items_interval needs seeds x items values, at least one of each, and the same "
+                         "seeds on both sides")
+    S, N = D.shape
+    mean, alpha = float(D.mean() - M.mean()), (1 - confidence) / 2
+    rng = np.random.default_rng(seed)
+
+    def resampled(per_item):
+        return per_item[rng.integers(0, len(per_item), (n_boot, len(per_item)))].mean(axis=1)
+    reps = resampled(D.mean(axis=0)) - (resampled(M.mean(axis=0)) if minus is not None else 0.0)
+    lo_items, hi_items = mean - float(np.quantile(reps, alpha)), float(np.quantile(reps, 1 - alpha)) - mean
+    seed_means = D.mean(axis=1) - M.mean(axis=1)
+    half_seeds = (float(stats.t.ppf(1 - alpha, S - 1) * seed_means.std(ddof=1) / np.sqrt(S)) if S > 1 else 0.0)
+    return {"mean_diff": mean, "ci_lo": mean - float(np.hypot(max(lo_items, 0.0), half_seeds)),
+            "ci_hi": mean + float(np.hypot(max(hi_items, 0.0), half_seeds)), "seeds": S, "items": N,
+            "n_boot": n_boot}
+
+
 def same_direction_p(tests) -> float:
     """Two-sided p of "a differs from b the same way in every seed", from per-seed McNemar counts (ev.mcnemar):
     the intersection-union test, twice the largest one-sided exact p of the better direction. Seeds that differ
     strongly in opposite directions give a large p (the largest of each seed's two-sided p would be small). A seed
     with no discordant item shows no difference, so it gives p = 1: the claim is about every seed, and that seed
-    does not support it (conservative by design; the paired bootstrap beside it pools the seeds)."""
+    does not support it (conservative by design; the interval beside it pools the seeds)."""
     from scipy import stats
 
     def one_sided(t, a_better):
@@ -144,9 +179,9 @@ def drop_by_seed(records, spec: dict, test_set: str) -> dict:
     return out
 
 
-def interval_text(result: dict, over: str = "paired bootstrap") -> str:
-    """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (paired bootstrap)' from a paired_items result; with one
-    seed the bootstrap resamples the items of one training run only, and the text says so."""
+def interval_text(result: dict, over: str = INTERVAL) -> str:
+    """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (t over seeds and bootstrap over test items)' from a
+    paired_items result; with one seed the interval covers the items of one training run only, and says so."""
     one = (": one training run, so the interval leaves out how training varies with the seed"
            if result["seeds"] < 2 else "")
     crossed = result.get("machines_differ") or 0
@@ -158,18 +193,18 @@ def interval_text(result: dict, over: str = "paired bootstrap") -> str:
 def statement(result: dict) -> str:
     """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (...); discordant items 21 vs 3, McNemar in one direction
     in every seed p = 0.12'."""
-    return (interval_text(result, "paired bootstrap over seeds and items") + f"; discordant items "
+    return (interval_text(result) + f"; discordant items "
             f"{result['a_only']} vs {result['b_only']}, McNemar in one direction in every seed p = "
             f"{result['mcnemar_p']:.2g}")
 
 
 def _mean_interval(by_seed: dict, n_boot: int, seed: int) -> dict | None:
-    """Mean of seed -> per-item values over seeds and items, with the two-level bootstrap of
-    ev.paired_bootstrap (seeds, then items) taken against zeros; None without seeds or with unequal items."""
+    """Mean of seed -> per-item values over seeds and items, with seeds_and_items_interval; None without seeds or
+    with unequal items."""
     if not by_seed or len({len(c) for c in by_seed.values()}) != 1:
         return None
-    A = [np.asarray(by_seed[s], float) for s in sorted(by_seed)]
-    out = ev.paired_bootstrap(A, [np.zeros_like(a) for a in A], n_boot=n_boot, seed=seed)
+    out = seeds_and_items_interval(np.stack([np.asarray(by_seed[s], float) for s in sorted(by_seed)]),
+                                   n_boot=n_boot, seed=seed)
     return {"mean": out["mean_diff"], "lo": out["ci_lo"], "hi": out["ci_hi"], "n": out["seeds"],
             "items": out["items"]}
 
@@ -177,17 +212,30 @@ def _mean_interval(by_seed: dict, n_boot: int, seed: int) -> dict | None:
 def accuracy_interval(records, spec: dict, test_set: str = "test", where: dict | None = None,
                       notebook: str | None = None, n_boot: int = 2000, seed: int = 0) -> dict | None:
     """Accuracy of one row (spec: method, protocol, view) on `test_set`, mean over the seeds of the records that
-    match `where` (and `notebook`), with an interval that covers both the seeds and the test sample: the
-    two-level bootstrap of ev.paired_bootstrap (seeds, then items) taken against a classifier that is never
-    right, whose difference is the accuracy itself. None when no matching record kept its predictions."""
+    match `where` (and `notebook`), with an interval that covers both the seeds and the test sample
+    (seeds_and_items_interval). None when no matching record kept its predictions."""
     return _mean_interval(correct_by_seed(records, spec, test_set, where, notebook), n_boot, seed)
+
+
+def external_drop_interval(records, spec: dict, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """Accuracy of one row (spec: method, protocol, view) on the external set minus on the plain test split, over
+    the seeds that have both, with seeds_and_items_interval: the two item sets are different, so each is
+    resampled on its own; items: how many external items. None when no seed kept the predictions of both."""
+    external, plain = correct_by_seed(records, spec, "external"), correct_by_seed(records, spec, "test")
+    seeds = sorted(set(external) & set(plain))
+    if not seeds or len({len(external[s]) for s in seeds}) != 1 or len({len(plain[s]) for s in seeds}) != 1:
+        return None
+    out = seeds_and_items_interval(np.stack([external[s] for s in seeds]), np.stack([plain[s] for s in seeds]),
+                                   n_boot=n_boot, seed=seed)
+    return {"mean": out["mean_diff"], "lo": out["ci_lo"], "hi": out["ci_hi"], "n": out["seeds"],
+            "items": out["items"]}
 
 
 def item_summary(rows: pd.DataFrame, records, by=(), metric: str = "accuracy") -> pd.DataFrame:
     """summarise()'s columns for `metric` of every (method, protocol, view, test_set, *by) of `rows`: "accuracy"
     (results_table rows), or "drop" (validity.counterfactual_drops rows: the counterfactual minus the plain
     test split, same run). Each from the per-item predictions of exactly the runs of its rows, with the
-    bootstrap over seeds and items (column interval = "bootstrap"); a group where a record keeps no per-item
+    interval over seeds and items (column interval = "items"); a group where a record keeps no per-item
     predictions gets the t interval over its seeds instead (interval = "t"), its method marked " (t)"."""
     if rows.empty:
         return pd.DataFrame()
@@ -203,10 +251,10 @@ def item_summary(rows: pd.DataFrame, records, by=(), metric: str = "accuracy") -
                     else drop_by_seed(chosen, spec, row["test_set"]))
         ci = _mean_interval(per_item, n_boot=2000, seed=0)
         keep = {**spec, **{k: row[k] for k in ("test_set", *by)}, "metric": metric}
-        # a bootstrap over fewer seeds than the group has would drop runs silently: then the t interval over all
+        # an interval over fewer seeds than the group has would drop runs silently: then the t interval over all
         seeds = group["seed"].nunique() if "seed" in group else len(per_item)
         if ci is not None and len(per_item) >= seeds:
-            out.append({**keep, **ci, "interval": "bootstrap"})
+            out.append({**keep, **ci, "interval": "items"})
         else:
             t = summarise(group, by=["method"], metric=metric).iloc[0]
             out.append({**keep, "method": f"{row['method']} (t)", **{k: t[k] for k in ("mean", "lo", "hi", "n")},

@@ -134,12 +134,12 @@ def _new_figure(npanels: int, width: float = 4.2, height: float = 3.4, sharey: b
 
 
 def _summary(d: pd.DataFrame, records, by=(), metric: str = "accuracy", confidence: float = 0.95) -> pd.DataFrame:
-    """Per method, protocol, view (and `by`): items.item_summary's bootstrap over seeds and test items when every
+    """Per method, protocol, view (and `by`): items.item_summary's interval over seeds and test items when every
     group has per-item predictions (accuracy, 95%: its only level), with its column interval; else summarise's
     t interval over seeds, without that column, so that one figure never mixes the two."""
     if records is not None and metric == "accuracy" and "run_dir" in d and confidence == 0.95:
         s = item_summary(d, records, by=list(by))
-        if not s.empty and (s["interval"] == "bootstrap").all():
+        if not s.empty and (s["interval"] == "items").all():
             return s
     return summarise(d, by=["method", "protocol", "view", *by], metric=metric, confidence=confidence)
 
@@ -152,7 +152,7 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
 
     protocol: "primary" (one per method, see primary_protocols), None (all, each its own line),
     or a name / list of names. `where` filters rows first (e.g. fraction=0.8). With `records` (the runs' metrics
-    records) accuracy bands are the bootstrap over seeds and test items (items.item_summary), so a point of one
+    records) accuracy bands cover the seeds and test items (items.item_summary), so a point of one
     seed has one too; without them, the t interval over seeds.
     """
     if x not in df:
@@ -215,13 +215,13 @@ def plot_curve(df: pd.DataFrame, x: str = "noise", metric: str = "accuracy", vie
 
 def _interval_caption(n, confidence: float = 0.95, interval=None) -> str:
     """What a plot's bands or error bars show, from the seeds per point (`n`) and, where given, each point's
-    interval kind (items.item_summary's "bootstrap" or "t"): a t interval needs two seeds, a bootstrap over test
+    interval kind (items.item_summary's "items" or "t"): a t interval needs two seeds, an interval over test
     items does not."""
     kinds = pd.Series(interval if interval is not None else [], dtype=object)
-    if len(kinds) and (kinds == "bootstrap").all():
-        return f"mean over seeds, {confidence:.0%} bootstrap interval over seeds and test items"
-    if len(kinds) and (kinds == "bootstrap").any():
-        return (f"mean over seeds, {confidence:.0%} bootstrap interval over seeds and test items; methods marked "
+    if len(kinds) and (kinds == "items").all():
+        return f"mean over seeds, {confidence:.0%} interval over seeds and test items"
+    if len(kinds) and (kinds == "items").any():
+        return (f"mean over seeds, {confidence:.0%} interval over seeds and test items; methods marked "
                 "(t): t interval over seeds")
     n = pd.Series(n).dropna()
     if n.empty or n.max() < 2:
@@ -278,7 +278,7 @@ def plot_learning_curves(df: pd.DataFrame, fits: pd.DataFrame, metric: str = "ac
 
 def headline_figure(head: pd.DataFrame, records=None):
     """Test accuracy per method (primary protocol), one panel per view: mean over seeds and 95% interval (with
-    `records`, the bootstrap over seeds and test items; else the t interval over seeds); None when there is no
+    `records`, the interval over seeds and test items; else the t interval over seeds); None when there is no
     accuracy to show."""
     d = primary_protocols(head[head["accuracy"].notna()])
     if d.empty:

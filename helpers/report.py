@@ -22,8 +22,8 @@ import pandas as pd
 from . import records as rec, schema
 from .collect import one_study
 from .evaluation import holm
-from .items import (accuracy_interval, correct_by_seed, interval_text, item_comparison, item_effect, item_summary,
-                    paired_items, statement as item_statement)
+from .items import (accuracy_interval, correct_by_seed, external_drop_interval, interval_text, item_comparison,
+                    item_effect, item_summary, paired_items, statement as item_statement)
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .schema import MIN_STEPS_PER_EPOCH
 from .plots import counterfactual_bars, headline_figure, plot_curve
@@ -274,12 +274,14 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         lines += [f"**{metric}**", "", _md_table(ci_table(s, ["method", "protocol"], ["view"])), ""]
     boot = item_summary(head, records)
     if not boot.empty:
-        lines += ["**accuracy, 95% interval over seeds and test items** (two-level bootstrap: seeds, then items; "
-                  "the interval to read when there are few seeds, and the only one with one seed; a method marked "
-                  "(t): its records keep no per-item predictions, so its interval is the t interval over seeds)", "",
+        lines += ["**accuracy, 95% interval over seeds and test items** (the t half-width over the seed means and a "
+                  "bootstrap over the test items, added in quadrature: it covers both how training varies with the "
+                  "seed and the test sample, the t interval above the seeds only; with one seed it covers the test "
+                  "items only; a method marked (t): its records keep no per-item predictions, so its interval is "
+                  "the t interval over seeds)", "",
                   _md_table(ci_table(boot, ["method", "protocol"], ["view"])), ""]
     s = boot if not boot.empty else summarise(head[head["accuracy"].notna()], by=["method", "protocol", "view"])
-    how = ("[95% bootstrap interval over seeds and test items; (t): t interval over seeds]" if not boot.empty
+    how = ("[95% interval over seeds and test items; (t): t interval over seeds]" if not boot.empty
            else "[95% t interval over seeds]")
     blocks["results"] = [f"Test-split accuracy ({where}), every method and protocol: mean over seeds, {how}, "
                          f"(number of seeds); code version(s) {', '.join(versions)}.{_code_now_sentence(versions)}", "",
@@ -302,7 +304,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         lines += [f"## Accuracy against {X_LABELS[x]}{' (' + at + ')' if at else ''}", "",
                   *([f"- {n}" for n in unmatched] + [""] if unmatched else [])]
         s = item_summary(sl, records, by=[x])
-        lines += ["Mean over seeds, [95% bootstrap interval over seeds and test items; (t): t interval over seeds "
+        lines += ["Mean over seeds, [95% interval over seeds and test items; (t): t interval over seeds "
                   "where the records keep no per-item predictions], (seeds):", "",
                   _md_table(ci_table(s, ["method", "protocol", "view"], [x])), ""]
         for metric in ("accuracy", "macro_f1"):
@@ -341,7 +343,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
         lines += ["_No audits in the records (notebook 02 writes them)._", ""]
     if not drops.empty:
         lines += [f"Counterfactual drops (accuracy on the changed test set minus on the plain one, same run and items; "
-                  f"{where}): mean [95% bootstrap interval over seeds and test items] (seeds):",
+                  f"{where}): mean [95% interval over seeds and test items] (seeds):",
                   "", _md_table(ci_table(drops, ["method", "protocol", "view"], ["test_set"])), ""]
         fig = counterfactual_bars(drops)
         figures.append(_save(fig, fig_dir / "counterfactual_drops.png"))
@@ -606,7 +608,7 @@ def _shortcut_statements(d: pd.DataFrame, audit_full: pd.DataFrame, drops: pd.Da
             f"(training subset, noisy labels and initialisation change with the seed; the test split does not). "
             f"A t interval over seeds leaves out test-set sampling error, which at this test size is itself several "
             f"accuracy points (binomial standard error ≈ {math.sqrt(0.25 / max(min(n_test or [1]), 1)):.3f} at 50% "
-            f"accuracy); the bootstrap intervals over seeds and test items take it in.")
+            f"accuracy); the intervals over seeds and test items take it in.")
         external = d[d["test_set"] == "external"]
         out.append(
             "What they do not show: that a model recognises the animal rather than the recording conditions "
@@ -623,7 +625,7 @@ def _mitigation_section(d: pd.DataFrame, audit_full: pd.DataFrame, records) -> l
     where = ", ".join(f"{k}={v}" for k, v in headline_condition(d).items())
     lines = [f"### Mitigations on and off (notebook {', '.join(sorted(set(d['notebook'])))}; {where})", "",
              "Each variant changes the defaults as its label says (`none`: every mitigation off). Mean over seeds "
-             "[95% bootstrap interval over seeds and test items] (seeds); a method marked (t): its records keep no "
+             "[95% interval over seeds and test items] (seeds); a method marked (t): its records keep no "
              "per-item predictions, so its interval is the t interval over seeds." + _machines_note(d, records)
              + " Accuracy on the plain test split:", "",
              _md_table(tables["accuracy"]), "",
@@ -663,7 +665,7 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
     p-values Holm-corrected over the table) and the drop on `bandlimit_4k` (audio models)."""
     if p.empty:
         return []
-    items = p.get("interval", pd.Series(["t"])).eq("bootstrap").all()
+    items = p.get("interval", pd.Series(["t"])).eq("items").all()
     acc = p[p["measure"] == "accuracy"].copy()
     # a variant that leaves a model's right and wrong items as they were (e.g. an audio setting and the image
     # model) gives McNemar nothing to test: shown as such, and not counted in the Holm family
@@ -677,7 +679,7 @@ def _variant_paired_lines(p: pd.DataFrame) -> list[str]:
     acc["p_holm"] = None
     acc.loc[tested, "p_holm"] = holm(list(acc.loc[tested, "p_value"].astype(float)))
     seeds = ", ".join(sorted(set(p["seeds"].astype(str))))
-    pairing = (f"item by item on the seeds both have ({seeds}; paired bootstrap over seeds and test items"
+    pairing = (f"item by item on the seeds both have ({seeds}; interval over seeds and test items"
                if items else "paired by seed (paired t-test")
     test_note = "; McNemar per seed, the same direction in every seed)" if items else ")"
 
@@ -764,13 +766,28 @@ def _audio_vs_audit(d: pd.DataFrame, audit_full: pd.DataFrame) -> list[str]:
 
 
 def _item_or_t(rows: pd.DataFrame, records, by) -> pd.DataFrame:
-    """item_summary's accuracy of each `by` group of `rows` (column interval: "bootstrap" over seeds and test
+    """item_summary's accuracy of each `by` group of `rows` (column interval: "items" over seeds and test
     items, or "t" over seeds where no record keeps per-item predictions), method names unmarked so that the
     groups line up with summarise's."""
     s = item_summary(rows, records)
     if s.empty:
         return summarise(rows, by=by, metric="accuracy").assign(interval="t")
     return s.assign(method=s["method"].str.removesuffix(" (t)"))[[*by, "mean", "lo", "hi", "n", "interval"]]
+
+
+def _external_drop_rows(runs: pd.DataFrame, records, by) -> pd.DataFrame:
+    """The external drop of each `by` group of external_drops rows, item by item (items.external_drop_interval)
+    where every run of the group kept its predictions, else the t interval over seeds (column interval)."""
+    out = []
+    for key, g in runs.groupby(by, sort=False):
+        spec = dict(zip(by, key))
+        ci = external_drop_interval(_records_of(records, g), spec)
+        if ci is not None and ci["n"] >= (g["seed"].nunique() if "seed" in g else len(g)):
+            out.append({**spec, **{k: ci[k] for k in ("mean", "lo", "hi", "n")}, "interval": "items"})
+        else:
+            t = summarise(g, by=by, metric="drop").iloc[0]
+            out.append({**spec, **{k: t[k] for k in ("mean", "lo", "hi", "n")}, "interval": "t"})
+    return pd.DataFrame(out)
 
 
 def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[str]:
@@ -781,12 +798,12 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
         return ["## External validity", "", "_No record evaluated external data (`external_data` empty): transfer "
                 "to other recording and photo sources is not measured._", ""]
     by = ["method", "protocol", "view"]
-    # the accuracies item by item (bootstrap over seeds and test items) where the records keep predictions; the
-    # drop compares two different item sets, so its interval is the t interval over seeds
+    # item by item (interval over seeds and test items) where the records keep predictions, else the t interval
+    # over seeds
     plain_rows = runs.assign(test_set="test", accuracy=runs["plain"])
     parts = {"test split": _item_or_t(plain_rows, records, by), "external": _item_or_t(runs, records, by),
-             "drop": summarise(runs, by=by, metric="drop").assign(interval="t")}
-    without = int(sum((parts[k]["interval"] == "t").sum() for k in ("test split", "external")))
+             "drop": _external_drop_rows(runs, records, by)}
+    without = int(sum((parts[k]["interval"] == "t").sum() for k in parts))
     table = pd.concat([s.assign(metric=name) for name, s in parts.items()], ignore_index=True)
     chance = runs.groupby(by)[["chance_uniform", "chance_majority", "n"]].max()
     names = {"chance_uniform": "chance (uniform over its classes)", "chance_majority": "chance (majority)",
@@ -794,10 +811,10 @@ def _external_section(d: pd.DataFrame, records, cond: dict, where: str) -> list[
     shown = ci_table(table, by, ["metric"]).join(chance.rename(columns=names).round(3))
     lines = ["## External validity", f"Accuracy on the fixed test split and on independent recordings and photos "
              f"(only the classes they share with the study; never trained on, nothing chosen by them), paired by run "
-             f"({where}); mean [95% interval] (seeds): for the two accuracies a bootstrap over seeds and test items"
-             + (f" ({without} of their rows without per-item predictions: the t interval over seeds)"
-                if without else "")
-             + ", for the drop (two different item sets) the t interval over seeds:\n\n" + _md_table(shown), ""]
+             f"({where}); mean [95% interval over seeds and test items; the drop's resamples the test split and "
+             f"the external items each on its own] (seeds)"
+             + (f" ({without} rows without per-item predictions: the t interval over seeds)" if without else "")
+             + ":\n\n" + _md_table(shown), ""]
     worst = parts["drop"].sort_values("mean").iloc[0]
     key = f"{worst['method']}/{worst['protocol']}/{worst['view']}/external"
     # the runs of the table above, never another grid's variant of the same seed
@@ -927,7 +944,7 @@ def _recipes_section(df: pd.DataFrame, records) -> list[str]:
             + ", ".join(f"{k}={v}" for k, v in recipes.items()) + "). A recipe is kept for a model only where its "
             "mean validation accuracy over the seeds beats the defaults'; the test split chooses nothing. Validation "
             "accuracy, mean over seeds [95% t interval over seeds] (seeds):", "", _md_table(wide), "",
-            "Test accuracy of the same runs, mean over seeds [95% bootstrap interval over seeds and test items] "
+            "Test accuracy of the same runs, mean over seeds [95% interval over seeds and test items] "
             "(seeds), for reading beside the choice:", "", _md_table(tables["accuracy"]), "", *paired]
 
 
@@ -981,7 +998,7 @@ def _finetune_section(records) -> list[str]:
             "validation epoch kept) against the same architecture trained from scratch by notebook 02 with the "
             "default mitigations and recipes: the same items, labels and budget rule, so the difference is the "
             "initialisation "
-            "(and the pre-training's use of the labels to pair clips with images). Mean over seeds [95% bootstrap "
+            "(and the pre-training's use of the labels to pair clips with images). Mean over seeds [95% interval "
             "over seeds and test items] (seeds); the difference is paired item by item on the seeds both have, "
             "McNemar per seed, the same direction in every seed, Holm over the "
             f"{sum(p is not None for p in p_values)} comparisons.", "",
@@ -991,7 +1008,7 @@ def _finetune_section(records) -> list[str]:
 def _ci(interval: dict) -> dict:
     """format_ci's arguments from an items.accuracy_interval result."""
     return {"mean": interval["mean"], "lo": interval["lo"], "hi": interval["hi"], "n": interval["n"],
-            "interval": "bootstrap"}
+            "interval": "items"}
 
 
 def _convergence_section(records) -> list[str]:

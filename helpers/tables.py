@@ -175,7 +175,7 @@ def sort_table(table: pd.DataFrame, by) -> pd.DataFrame:
 
 def format_ci(mean, lo=None, hi=None, n=None, digits: int = 3, interval: str | None = None) -> str:
     """"0.812 [0.790, 0.834] (n=5)". `interval` says what the interval covers: "t" (over seeds: a single seed has
-    none) or "bootstrap" (over seeds and test items: a single seed has one, over its items). Without it, a single
+    none) or "items" (over seeds and test items: a single seed has one, over its items). Without it, a single
     seed's interval is shown when it has a width (summarise gives lo = hi = mean)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"

@@ -180,8 +180,8 @@ def variant_tables(d: pd.DataFrame, records=None, order=None) -> dict:
     """From mitigation_variants (or recipe_variants) rows, the variants in `order` (default: the mitigations'
     order, defaults first): "accuracy" (plain test split) and "drops" (counterfactual minus plain,
     same run), each method/protocol/view x variant with "mean [lo, hi] (n)"; "paired": every variant against
-    the defaults per method/view. With `records` (their per-item predictions) the intervals are bootstraps over
-    seeds and test items and "paired" compares item by item on the seeds both have (items.paired_items, McNemar
+    the defaults per method/view. With `records` (their per-item predictions) the intervals cover the
+    seeds and test items (items.seeds_and_items_interval) and "paired" compares item by item on the seeds both have (items.paired_items, McNemar
     for accuracy), so a variant run with one seed still has an interval and a test; without them, t intervals
     over seeds and paired t-tests (compare_methods rows)."""
     d = primary_protocols(d[d["accuracy"].notna()])
@@ -229,7 +229,7 @@ def _paired_items(test: pd.DataFrame, drops_runs: pd.DataFrame, records, order) 
     """Every variant minus the defaults, per method/protocol/view (and counterfactual, for drops), item by item
     on the seeds both have: compare_methods's columns a, b, n, seeds, mean_diff, ci_lo, ci_hi, p_value
     (McNemar per seed, the largest; accuracy only), plus items, discordant (items right on one side only, over
-    the seeds; accuracy only), variant, measure and interval = "bootstrap"."""
+    the seeds; accuracy only), variant, measure and interval = "items"."""
     by_dir = {r.get("run_dir"): r for r in records}
     rows = []
     for measure, table in (("accuracy", test), ("drop", drops_runs)):
@@ -253,7 +253,7 @@ def _paired_items(test: pd.DataFrame, drops_runs: pd.DataFrame, records, order) 
                              "mean_diff": c["mean_diff"], "ci_lo": c["ci_lo"], "ci_hi": c["ci_hi"],
                              "p_value": c.get("mcnemar_p"), "discordant": c.get("a_only", 0) + c.get("b_only", 0)
                              if measure == "accuracy" else None, "variant": variant, "measure": measure,
-                             "interval": "bootstrap"})
+                             "interval": "items"})
     return pd.DataFrame(rows)
 
 

@@ -1,6 +1,7 @@
 """Item-level comparisons from the records' per-item predictions (helpers.items)."""
 import numpy as np
 import pytest
+from scipy import stats
 
 from helpers import evaluation as ev
 from helpers import items
@@ -142,7 +143,7 @@ def test_drop_by_seed_and_item_summary_of_drops():
     rows = pd.DataFrame([{"notebook": "02_baselines", "run_dir": f"r{s}", "seed": s, **spec, "test_set": "noise",
                           "drop": -0.3} for s in range(2)])
     s = items.item_summary(rows, recs, metric="drop").iloc[0]
-    assert s["interval"] == "bootstrap" and s["mean"] == pytest.approx(-0.3) and s["lo"] < -0.3 < s["hi"]
+    assert s["interval"] == "items" and s["mean"] == pytest.approx(-0.3) and s["lo"] < -0.3 < s["hi"]
     # records without per-item predictions: the t interval over seeds, the method marked
     bare = [{k: v for k, v in r.items() if k != "predictions"} for r in recs]
     t = items.item_summary(rows, bare, metric="drop").iloc[0]
@@ -154,9 +155,11 @@ def test_drop_by_seed_and_item_summary_of_drops():
 
 def test_an_interval_of_one_seed_says_it_leaves_out_the_seeds():
     result = {"mean_diff": -0.2, "ci_lo": -0.28, "ci_hi": -0.14, "seeds": 1, "items": 175}
-    assert items.interval_text(result).endswith("over 1 seed(s) x 175 items (paired bootstrap: one training run, "
+    assert items.interval_text(result).endswith("over 1 seed(s) x 175 items (t over seeds and bootstrap over test "
+                                                "items: one training run, "
                                                 "so the interval leaves out how training varies with the seed)")
-    assert items.interval_text({**result, "seeds": 3}).endswith("over 3 seed(s) x 175 items (paired bootstrap)")
+    assert items.interval_text({**result, "seeds": 3}).endswith(
+        "over 3 seed(s) x 175 items (t over seeds and bootstrap over test items)")
 
 
 def test_two_runs_of_one_seed_that_disagree_are_an_error_not_a_silent_pick():
@@ -183,3 +186,46 @@ def test_a_pairing_across_cpu_models_says_so():
     b["environment"]["cpu_model"] = "AMD EPYC"
     e = items.item_effect([a, b], spec, "noise", 0.2, 0.0, n_boot=100)
     assert e["machines_differ"] == 0 and "CPU models" not in items.interval_text(e)
+
+
+def test_the_interval_gives_the_seeds_their_t_weight_and_the_items_theirs():
+    rng = np.random.default_rng(3)
+    # 3 seeds that disagree a lot on 200 items: a bootstrap over 3 seeds alone is narrower than their t interval
+    D = np.stack([rng.random(200) < p for p in (0.55, 0.70, 0.85)]).astype(float)
+    got = items.seeds_and_items_interval(D, n_boot=1000)
+    t = stats.t.ppf(0.975, 2) * D.mean(axis=1).std(ddof=1) / np.sqrt(3)
+    assert got["mean_diff"] == pytest.approx(D.mean())
+    assert got["ci_lo"] < D.mean() - t and got["ci_hi"] > D.mean() + t     # wider than the seeds' part alone
+    boot = ev.paired_bootstrap(list(D), list(np.zeros_like(D)), n_boot=1000)
+    assert boot["ci_hi"] - boot["ci_lo"] < 2 * t < got["ci_hi"] - got["ci_lo"]
+    # seeds that agree item for item: only the items' part, which is the bootstrap over the items
+    same = np.stack([D[0]] * 3)
+    one = items.seeds_and_items_interval(same[:1], n_boot=1000)
+    assert items.seeds_and_items_interval(same, n_boot=1000)["ci_lo"] == pytest.approx(one["ci_lo"])
+    assert one["ci_lo"] < D[0].mean() < one["ci_hi"] and one["seeds"] == 1
+    # two item sets (external minus plain test split): the mean difference, each set resampled on its own
+    minus = np.ones((3, 50))
+    drop = items.seeds_and_items_interval(D, minus, n_boot=1000)
+    assert drop["mean_diff"] == pytest.approx(D.mean() - 1) and drop["items"] == 200
+    assert drop["ci_hi"] - drop["ci_lo"] == pytest.approx(got["ci_hi"] - got["ci_lo"], abs=0.02)  # no spread there
+    noisy = items.seeds_and_items_interval(D, (rng.random((3, 50)) < 0.5).astype(float), n_boot=1000)
+    assert noisy["ci_hi"] - noisy["ci_lo"] > drop["ci_hi"] - drop["ci_lo"]   # its own items' sampling adds to it
+    with pytest.raises(StudyError, match="same seeds on both sides"):
+        items.seeds_and_items_interval(D, minus[:2])
+
+
+def test_the_external_drop_is_item_level_over_two_item_sets():
+    y = (np.arange(40) % 4).tolist()
+    records = []
+    for seed, wrong in enumerate((4, 6, 8)):
+        pa = np.array(y)
+        pa[:wrong] = (pa[:wrong] + 1) % 4
+        r = _record(seed, pa.tolist(), y, y)
+        r["test_labels"]["external_image"] = y[:20]
+        r["predictions"]["a/p/image/external"] = [(v + 1) % 4 for v in y[:10]] + y[10:20]   # half right
+        records.append(r)
+    A = {"method": "a", "protocol": "p", "view": "image"}
+    got = items.external_drop_interval(records, A, n_boot=500)
+    assert got["mean"] == pytest.approx(0.5 - np.mean([(40 - w) / 40 for w in (4, 6, 8)]))
+    assert got["n"] == 3 and got["items"] == 20 and got["lo"] < got["mean"] < got["hi"] < 0
+    assert items.external_drop_interval(records, {**A, "method": "b"}) is None   # b never scored externally

@@ -34,7 +34,7 @@ def test_plot_curve_with_records_draws_item_level_bands(tmp_path):
     recs = records.load_records(write_study(tmp_path / "results"))
     df = tables.results_table(recs)
     fig = plots.plot_curve(df, x="noise", fraction=0.8, records=recs)
-    assert "bootstrap interval over seeds and test items" in fig.get_suptitle()
+    assert "interval over seeds and test items" in fig.get_suptitle()
     # one seed per noise level: the t band would have no height, the bootstrap over the test items has one
     def heights(fig):   # the band's height at each x: its upper minus its lower edge there
         out = []
@@ -76,7 +76,7 @@ def test_headline_figure_with_records_draws_item_level_intervals(tmp_path):
     df = tables.results_table(recs)
     head = df[(df["test_set"] == "test") & (df["noise"] == 0.0) & (df["fraction"] == 0.8)]
     fig = plots.headline_figure(head, recs)
-    assert "bootstrap interval over seeds and test items" in fig.get_suptitle() and len(fig.axes[1].patches) == 3
+    assert "interval over seeds and test items" in fig.get_suptitle() and len(fig.axes[1].patches) == 3
 
 
 def test_counterfactual_bars_from_runs_or_their_summary(df):

@@ -51,7 +51,7 @@ def test_report_with_records(results):
     assert "![counterfactual drops](figures/counterfactual_drops.png)" in text
     # effects of an axis also item by item (their interval exists with one seed too)
     line = next(l for l in text.splitlines() if l.startswith("- Accuracy change from noise 0.0 to 0.2"))
-    assert "item level -0.09" in line and "over 3 seed(s) x 175 items (paired bootstrap)" in line
+    assert "item level -0.09" in line and "over 3 seed(s) x 175 items (t over seeds and bootstrap over test items)" in line
     # the methods' targets, scored from the per-item predictions: fake audio_mel is right on 88, 89, 91 of 175
     gap = 0.88 - (88 + 89 + 91) / 525
     assert f"| 14 | audio from scratch | test | audio_mel (supervised, audio) | {(88 + 89 + 91) / 525:.3f} [" in text
@@ -242,7 +242,7 @@ def test_readme_blocks_are_replaced_between_markers_only(tmp_path, results):
     assert "Headline findings" in text
     # the README's accuracy table is the bootstrap over seeds and items, from the records' per-item predictions:
     # fake imagenet/image at seeds 0-2, noise 0, fraction 0.8 is 0.80, 0.81, 0.82 -> 140, 142, 144 of 175 right
-    assert "[95% bootstrap interval over seeds and test items; (t): t interval over seeds]" in text
+    assert "[95% interval over seeds and test items; (t): t interval over seeds]" in text
     assert f"| imagenet | linear_probe | – | {round((140 + 142 + 144) / 525, 3):.3f} [" in text
     # the CLI refreshes the README it is given
     readme.write_text(f"{begin}\nstale\n{end}\n")

@@ -74,7 +74,7 @@ def test_format_ci_and_ci_table():
     # one seed, an interval from a bootstrap over the test items: shown, and named for what it covers
     assert tables.format_ci(0.5, 0.43, 0.57, 1) == "0.500 [0.430, 0.570] (n=1: test items only)"
     # told what the interval covers, it need not guess from the width: a perfect run's items have no spread
-    assert tables.format_ci(1.0, 1.0, 1.0, 1, interval="bootstrap") == "1.000 [1.000, 1.000] (n=1: test items only)"
+    assert tables.format_ci(1.0, 1.0, 1.0, 1, interval="items") == "1.000 [1.000, 1.000] (n=1: test items only)"
     assert tables.format_ci(0.5, 0.43, 0.57, 1, interval="t") == "0.500 (n=1, no interval)"
     s = pd.DataFrame({"method": ["a", "b"], "view": ["image", "audio"], "mean": [0.5, 0.6], "lo": [0.4, 0.5],
                       "hi": [0.6, 0.7], "n": [3, 3]})
@@ -221,7 +221,7 @@ def test_mitigation_tables_item_by_item(tmp_path):
     d = validity.mitigation_variants(tables.results_table(recs))
     t = validity.variant_tables(d, recs)
     p = t["paired"]
-    assert set(p["interval"]) == {"bootstrap"} and (p["items"] == 175).all()
+    assert set(p["interval"]) == {"items"} and (p["items"] == 175).all()
     acc = p[(p["measure"] == "accuracy") & (p["method"] == "audio_mel") & (p["variant"] == "sample_rate=16000")].iloc[0]
     # +0.05 accuracy on 175 items: 8-9 more items right in every seed (rounding), none fewer
     assert acc["n"] == 3 and acc["mean_diff"] == pytest.approx(0.05, abs=1 / 175) and acc["ci_lo"] > 0

@@ -191,11 +191,13 @@ def interval_text(result: dict, over: str = INTERVAL) -> str:
 
 
 def statement(result: dict) -> str:
-    """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (...); discordant items 21 vs 3, McNemar in one direction
-    in every seed p = 0.12'."""
-    return (interval_text(result) + f"; discordant items "
-            f"{result['a_only']} vs {result['b_only']}, McNemar in one direction in every seed p = "
-            f"{result['mcnemar_p']:.2g}")
+    """'+0.031 [-0.012, +0.070] over 5 seed(s) x 175 items (...); discordant items 21 vs 3 over the seeds, McNemar
+    in one direction in every seed (twice the weakest seed's one-sided p) p = 0.12'; with one seed, McNemar on
+    the items of that one run."""
+    test = ("McNemar on the items of one run" if result["seeds"] < 2 else
+            "McNemar in one direction in every seed (twice the weakest seed's one-sided p)")
+    return (interval_text(result) + f"; discordant items {result['a_only']} vs {result['b_only']}"
+            f"{' over the seeds' if result['seeds'] > 1 else ''}, {test} p = {result['mcnemar_p']:.2g}")
 
 
 def _mean_interval(by_seed: dict, n_boot: int, seed: int) -> dict | None:

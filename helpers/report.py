@@ -450,7 +450,8 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     # the item-level look-ups read the runs the seed-level tests read, never another grid's variant of a seed
     in_table = _records_of(records, select(d, cond))
     for view in [v for v in VIEW_ORDER if v in set(s["view"])]:
-        sv = s[s["view"] == view].sort_values("val_mean", ascending=False, na_position="last")
+        sv = s[s["view"] == view].sort_values(["val_mean", "method", "protocol"], ascending=[False, True, True],
+                                              na_position="last")
         top = sv.iloc[0]
         if pd.isna(top["val_mean"]):   # older records: nothing to choose by, and the test split is not for choosing
             out.append(f"**{view}** ({where}): no validation scores in these records, so no method is named best; "
@@ -463,19 +464,38 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
                 f"({top['protocol']}), test accuracy {format_ci(top['mean'], top['lo'], top['hi'], top['n'])}")
         if len(sv) > 1:
             second = sv.iloc[1]
+            if second["val_mean"] == top["val_mean"]:
+                text += " (tied on validation with the next one, taken by name: not a winner)"
             text += (f"; next {second['method']} ({second['protocol']}) "
                      f"{format_ci(second['mean'], second['lo'], second['hi'], second['n'])}"
                      + _ranking_note(in_table, top, second, view, cond))
         out.append(text)
 
+    # the headline's models that the budget stopped while validation still improved: their numbers are the budget's
+    c = convergence_table(in_table)
+    c = c[c["still_improving"] > 0] if not c.empty else c
+    if not c.empty:
+        out.append(f"Trained models at {where} that ran out of budget still improving (not converged by the plateau "
+                   "rule; the methods built on them may be understated): "
+                   + ", ".join(f"{r.notebook} {r.model} ({r.still_improving} of {r.runs} runs)" for r in c.itertuples())
+                   + ".")
+
+    ties = {}   # (method, protocol, view) taken -> the methods tied with it on validation
+
     def best_of(view, methods=None):
         sv = s[(s["view"] == view) & (s["method"].isin(methods) if methods is not None else True)]
         if sv.empty:
             return None
-        top = sv.sort_values("val_mean", ascending=False, na_position="last").iloc[0]
+        # a tie on validation is broken by name (stable), and said: the one taken is not a winner
+        sv = sv.sort_values(["val_mean", "method", "protocol"], ascending=[False, True, True], na_position="last")
+        top = sv.iloc[0]
         if pd.isna(top["val_mean"]):
             return None
-        return {"method": top["method"], "protocol": top["protocol"], "view": view}
+        tied = sv[(sv["val_mean"] == top["val_mean"]) & (sv.index != top.name)]
+        spec = {"method": top["method"], "protocol": top["protocol"], "view": view}
+        if len(tied):
+            ties[tuple(spec.values())] = ", ".join(f"{r['method']} ({r['protocol']})" for _, r in tied.iterrows())
+        return spec
 
     pairs = []
     fused, image = best_of("fused"), best_of("image")
@@ -502,18 +522,21 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
         except (StudyError, IndexError) as e:
             out.append(f"{title}: not comparable ({e}).")
             continue
-        text = f"{title}: {c['statement']}"
+        tie = ties.get(tuple(a.values())) or ties.get(tuple(b.values()))
+        text = (f"{title}" + (f" ({(a if tuple(a.values()) in ties else b)['method']} is tied on validation with "
+                              f"{tie}, taken by name: not a winner)" if tie else "") + f": {c['statement']}")
         try:   # the same comparison item by item, so the interval covers the test sample too
             text += "; item level: " + item_statement(item_comparison(in_table, a, b, where=cond))
         except StudyError as e:
             text += f"; item level: not available ({e})"
         out.append(text + ".")
         tested.append((title, None if pd.isna(c["cohens_dz"]) else c["p_value"]))   # no spread: no test
-    if len(tested) > 1:
-        adjusted = holm([p for _, p in tested])
-        out.append(f"{len(tested)} comparisons above; Holm-adjusted paired t-test p-values: "
-                   + "; ".join(f"{t}: {p:.3g}" if p is not None else f"{t}: n/a"
-                               for (t, _), p in zip(tested, adjusted)) + ".")
+    with_test = [(t, p) for t, p in tested if p is not None]
+    if len(tested) > 1 and with_test:
+        adjusted = holm([p for _, p in with_test])
+        out.append(f"{len(with_test)} of the {len(tested)} comparisons above have a paired t-test; their "
+                   "Holm-adjusted p-values: " + "; ".join(f"{t}: {p:.3g}" for (t, _), p in zip(with_test, adjusted))
+                   + ".")
 
     for x, other in (("noise", "fraction"), ("fraction", "noise")):
         dd, fixed = _curve_slice(d[d["test_set"] == "test"], x, other)

@@ -566,3 +566,17 @@ def test_paired_by_seed_without_spread_is_not_a_test_in_the_holm_family():
     text = "\n".join(report._variant_paired_lines(rows))
     assert "Holm over the 1 tests" in text
     assert "(Holm 0)" not in text and "(Holm 0.04)" in text
+
+
+def test_a_change_that_crosses_machines_in_every_seed_pair_is_not_picked_as_an_extreme(tmp_path):
+    folder = write_study(tmp_path / "results")
+    for path in folder.rglob("metrics.json"):   # notebook 02's noisy runs on another CPU model than its clean ones
+        r = json.loads(path.read_text())
+        moved = r["notebook"] == "02_baselines" and r["params"]["noise"] > 0
+        r["environment"] = {"cpu_model": "Intel" if moved else "AMD"}
+        path.write_text(json.dumps(r))
+    report.write_report(folder, html=False)
+    line = next(l for l in (folder / "README.md").read_text().splitlines()
+                if l.startswith("- Accuracy change from noise 0.0 to 0.2"))
+    assert "left out of the pick, every seed pair of theirs run on two CPU models" in line
+    assert "most negative contrastive" in line and "least negative contrastive" in line   # 03's, on one machine

@@ -99,7 +99,7 @@ def write_report(results_dir=RESULTS_DIR, html: bool = True, all_versions: bool 
                   "Run a notebook (e.g. `python -m helpers sweep params/noise_02.yaml --profile quick`) "
                   "and then `python -m helpers report` again.", ""]
     else:
-        lines += _report_body(study_df, study, fig_dir, figures, blocks)
+        lines += _report_body(study_df, study, fig_dir, figures, blocks, _own_section_sentence(records, own))
         lines += _recipes_section(df, records)
     wall = _study_wall_time(results_dir)
     if wall:
@@ -180,12 +180,17 @@ def _code_now_sentence(versions) -> str:
             "this checkout's; `make study` re-runs the points.")
 
 
-def _machines_sentence(records) -> str:
-    """Which CPU models and torch thread counts made the records (older records do not say)."""
+def _machine_counts(records) -> str:
+    """"AMD EPYC, 1: 17; Intel(R) Xeon(R) Processor, 1: 5": CPU model, torch threads and how many records each made
+    (older records do not say)."""
     made = Counter((str((r.get("environment") or {}).get("cpu_model") or "not recorded"),
                     str((r.get("environment") or {}).get("torch_threads") or "not recorded")) for r in records)
-    return ("Machines that made the records (CPU model, torch threads: records): "
-            + "; ".join(f"{cpu}, {threads}: {n}" for (cpu, threads), n in sorted(made.items()))
+    return "; ".join(f"{cpu}, {threads}: {n}" for (cpu, threads), n in sorted(made.items()))
+
+
+def _machines_sentence(records) -> str:
+    """Which CPU models and torch thread counts made the records, and what that does to a pairing by seed."""
+    return ("Machines that made the records (CPU model, torch threads: records): " + _machine_counts(records)
             + ". Runs paired by seed across CPU models differ by the machine too: its kernels round differently, "
               "and training goes elsewhere as with another seed.")
 
@@ -231,7 +236,7 @@ def _study_wall_time(results_dir: Path) -> str:
             f"intervals, from {timed}, {m['first_start'][:16]} to {m['last_end'][:16]}) and "
             f"{m['compute_s'] / 60:.1f} min of point time"
             + (f" ({at_once:.2f} points running at once on average: the cores' use)" if at_once else "")
-            + ", on the machine that ran them.")
+            + ", on the CPU model(s) that made the records (What was run names them).")
     if kept:
         return (f"As results/bench.json measured it on {kept}, the full profile's points executed by the code of then"
                 f" (`{m.get('code_version', 'not recorded')}`; the current code, `{rec.code_version()}`, has executed "
@@ -239,7 +244,22 @@ def _study_wall_time(results_dir: Path) -> str:
     return f"The full profile's points executed by the current code: {what}"
 
 
-def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict) -> list[str]:
+def _own_section_sentence(records, own: set[str]) -> str:
+    """The runs left out of the study's tables for a section of their own (the recipes grid), with their seeds and
+    machines, so that "What was run" counts every record; "" when there are none."""
+    mine = [r for r in records if str(r.get("run_dir")) in own]
+    if not mine:
+        return ""
+    by_nb = Counter(r.get("notebook") for r in mine)
+    seeds = sorted({(r.get("params") or {}).get("seed") for r in mine}, key=str)
+    return (f"Not in the table above: {', '.join(f'{n} {nb}' for nb, n in sorted(by_nb.items()))} run(s) of "
+            f"{', '.join(g.removesuffix('.yaml') for g in OWN_SECTION_GRIDS)} (seeds {', '.join(map(str, seeds))}), "
+            f"reported in their own section; their machines (CPU model, torch threads: records): "
+            f"{_machine_counts(mine)}.")
+
+
+def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks: dict,
+                 own_section: str = "") -> list[str]:
     lines = []
     counts = df.drop_duplicates("run_dir").groupby("notebook").size() if "run_dir" in df else df.groupby("notebook").size()
     versions = sorted({v for v in df.get("code_version", pd.Series(dtype=object)).dropna()})
@@ -250,7 +270,7 @@ def _report_body(df: pd.DataFrame, records, fig_dir: Path, figures: list, blocks
               f"Code versions among the records: {', '.join(f'`{v}`' for v in versions) or 'unknown'}"
               + (" — results from different code versions are mixed; re-run stale points with "
                  "`python -m helpers sweep`." if len(versions) > 1 else ".") + _code_now_sentence(versions),
-              _machines_sentence(records), ""]
+              _machines_sentence(records), *([own_section] if own_section else []), ""]
     d, notes = main_settings(df)
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     # translation rows (judges, fill-missing, retrieval of translations) are not classifiers of the modality

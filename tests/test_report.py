@@ -145,6 +145,9 @@ def test_the_recipes_grids_own_runs_stay_out_of_the_study(tmp_path):
         return text[text.index("## Accuracy and macro-F1 on the test split"):text.index("## Accuracy against")]
     records.write_record(records.default_run_dir("02_baselines", point, folder), {"code_version": "fakecode", **record})
     assert "(n=3)" in headline() and "(n=4)" not in headline()
+    # "What was run" still counts it, said apart
+    assert "Not in the table above: 1 02_baselines run(s) of recipes_02 (seeds 10), reported in their own section" \
+        in (folder / "README.md").read_text()
     summary = pd.read_csv(folder / "summary.csv")   # the study's summary leaves the recipes grid's seeds out too
     assert summary["n"].max() == 3
     # the same seed at a folder no grid lists (the grid's epochs changed since it ran) is still the recipes grid's

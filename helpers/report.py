@@ -22,8 +22,8 @@ import pandas as pd
 from . import records as rec, schema
 from .collect import one_study
 from .evaluation import holm
-from .items import (accuracy_interval, correct_by_seed, external_drop_interval, interval_text, item_comparison,
-                    item_effect, item_summary, paired_items, statement as item_statement)
+from .items import (INTERVAL, accuracy_interval, correct_by_seed, external_drop_interval, interval_text,
+                    item_comparison, item_effect, item_summary, paired_items, statement as item_statement)
 from .config import REPO_ROOT, RESULTS_DIR, StudyError
 from .schema import MIN_STEPS_PER_EPOCH
 from .plots import counterfactual_bars, headline_figure, plot_curve
@@ -469,25 +469,33 @@ def _findings(d: pd.DataFrame, cond: dict, records=()) -> list[str]:
     s["val_mean"] = [val.get((r.method, r.protocol, r.view), math.nan) for r in s.itertuples()]
     # the item-level look-ups read the runs the seed-level tests read, never another grid's variant of a seed
     in_table = _records_of(records, select(d, cond))
+    # each accuracy's interval over seeds and test items where its records keep predictions, else the t interval
+    key = ["method", "protocol", "view"]
+    ci = _item_or_t(head, in_table, key).drop_duplicates(key).set_index(key)
+    for column in ("lo", "hi", "interval"):
+        s[column] = [ci[column].get(k, s.at[i, column] if column in s else "t")
+                     for i, k in zip(s.index, zip(s["method"], s["protocol"], s["view"]))]
+    def accuracy(r):
+        return format_ci(r["mean"], r["lo"], r["hi"], r["n"], interval=r["interval"])
+    out.append(f"Test accuracies at {where}: mean over seeds [95% interval over seeds and test items ({INTERVAL}); "
+               "the t interval over seeds where a record keeps no per-item predictions] (seeds).")
     for view in [v for v in VIEW_ORDER if v in set(s["view"])]:
         sv = s[s["view"] == view].sort_values(["val_mean", "method", "protocol"], ascending=[False, True, True],
                                               na_position="last")
         top = sv.iloc[0]
         if pd.isna(top["val_mean"]):   # older records: nothing to choose by, and the test split is not for choosing
             out.append(f"**{view}** ({where}): no validation scores in these records, so no method is named best; "
-                       "test accuracy: " + "; ".join(f"{r['method']} ({r['protocol']}) "
-                                                     f"{format_ci(r['mean'], r['lo'], r['hi'], r['n'])}"
+                       "test accuracy: " + "; ".join(f"{r['method']} ({r['protocol']}) {accuracy(r)}"
                                                      for _, r in sv.sort_values(["method", "protocol"]).iterrows())
                        + ".")
             continue
         text = (f"**{view}** ({where}): best on validation (accuracy {top['val_mean']:.3f} there) is {top['method']} "
-                f"({top['protocol']}), test accuracy {format_ci(top['mean'], top['lo'], top['hi'], top['n'])}")
+                f"({top['protocol']}), test accuracy {accuracy(top)}")
         if len(sv) > 1:
             second = sv.iloc[1]
             if second["val_mean"] == top["val_mean"]:
                 text += " (tied on validation with the next one, taken by name: not a winner)"
-            text += (f"; next {second['method']} ({second['protocol']}) "
-                     f"{format_ci(second['mean'], second['lo'], second['hi'], second['n'])}"
+            text += (f"; next {second['method']} ({second['protocol']}) {accuracy(second)}"
                      + _ranking_note(in_table, top, second, view, cond))
         out.append(text)
 

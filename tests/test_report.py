@@ -47,6 +47,13 @@ def test_report_with_records(results):
     # the headline image result is written from the numbers
     values = [accuracy("imagenet", "linear_probe", "image", s, 0.0, 0.8) for s in range(3)]
     assert f"{np.mean(values):.3f} [" in text
+    # the headline's accuracies carry the interval over seeds and test items (the fake records keep predictions)
+    assert "- Test accuracies at noise=0.0, fraction=0.8: mean over seeds [95% interval over seeds and test items" in text
+    audio = next(l for l in text.splitlines() if l.startswith("- **audio**"))
+    t_cell = tables.format_ci(*tables.summarise(tables.results_table(records.load_records(results)).query(
+        "method == 'audio_mel' and view == 'audio' and test_set == 'test' and noise == 0.0 and fraction == 0.8"),
+        by=["method"]).iloc[0][["mean", "lo", "hi", "n"]])
+    assert "audio_mel (supervised) " in audio and t_cell not in audio
     assert "random_forest" in text and "What the headline numbers show" in text
     assert "![counterfactual drops](figures/counterfactual_drops.png)" in text
     # effects of an axis also item by item (their interval exists with one seed too)

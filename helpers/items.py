@@ -137,8 +137,10 @@ def seeds_and_items_interval(D: np.ndarray, minus: np.ndarray | None = None, n_b
     lo_items, hi_items = mean - float(np.quantile(reps, alpha)), float(np.quantile(reps, 1 - alpha)) - mean
     seed_means = D.mean(axis=1) - M.mean(axis=1)
     half_seeds = (float(stats.t.ppf(1 - alpha, S - 1) * seed_means.std(ddof=1) / np.sqrt(S)) if S > 1 else 0.0)
-    return {"mean_diff": mean, "ci_lo": mean - float(np.hypot(max(lo_items, 0.0), half_seeds)),
-            "ci_hi": mean + float(np.hypot(max(hi_items, 0.0), half_seeds)), "seeds": S, "items": N,
+    # clipped to the values the mean can take (an accuracy stays in [0, 1]): the t part is symmetric
+    floor, ceiling = float(D.min() - M.max()), float(D.max() - M.min())
+    return {"mean_diff": mean, "ci_lo": max(floor, mean - float(np.hypot(max(lo_items, 0.0), half_seeds))),
+            "ci_hi": min(ceiling, mean + float(np.hypot(max(hi_items, 0.0), half_seeds))), "seeds": S, "items": N,
             "n_boot": n_boot}
 
 

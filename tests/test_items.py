@@ -191,13 +191,16 @@ def test_a_pairing_across_cpu_models_says_so():
 def test_the_interval_gives_the_seeds_their_t_weight_and_the_items_theirs():
     rng = np.random.default_rng(3)
     # 3 seeds that disagree a lot on 200 items: a bootstrap over 3 seeds alone is narrower than their t interval
-    D = np.stack([rng.random(200) < p for p in (0.55, 0.70, 0.85)]).astype(float)
+    D = np.stack([rng.random(200) < p for p in (0.40, 0.55, 0.70)]).astype(float)
     got = items.seeds_and_items_interval(D, n_boot=1000)
     t = stats.t.ppf(0.975, 2) * D.mean(axis=1).std(ddof=1) / np.sqrt(3)
     assert got["mean_diff"] == pytest.approx(D.mean())
     assert got["ci_lo"] < D.mean() - t and got["ci_hi"] > D.mean() + t     # wider than the seeds' part alone
     boot = ev.paired_bootstrap(list(D), list(np.zeros_like(D)), n_boot=1000)
     assert boot["ci_hi"] - boot["ci_lo"] < 2 * t < got["ci_hi"] - got["ci_lo"]
+    # near the ceiling the symmetric t part would pass 1: an accuracy's interval stays within [0, 1]
+    high = np.stack([rng.random(200) < p for p in (0.97, 0.99, 1.0)]).astype(float)
+    assert items.seeds_and_items_interval(high, n_boot=500)["ci_hi"] == 1.0
     # seeds that agree item for item: only the items' part, which is the bootstrap over the items
     same = np.stack([D[0]] * 3)
     one = items.seeds_and_items_interval(same[:1], n_boot=1000)
